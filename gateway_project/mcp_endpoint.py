@@ -1,0 +1,298 @@
+"""The gateway's MCP server: tool_search, discover_tools, call_remote_tool, and the namespaced tools.
+
+Tool failures come back in-band (`isError` with a message the model can act on); only protocol
+faults are JSON-RPC errors. The call path reads the in-memory catalog and the session pool only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from typing import Any
+
+import mcp_types as types
+from asgiref.sync import sync_to_async
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPDeprecationWarning
+from search import MAX_RESULTS, SearchError, regex_search
+
+from proxy.errors import ProxyError
+from proxy.sessions import pool
+from registry.catalog import Snapshot, catalog
+
+from .search_index import search_index
+
+logger = logging.getLogger(__name__)
+
+GATEWAY_NAME = "mcp-orchestration-gateway"
+UPSTREAM_CREDENTIAL_HEADER = "x-upstream-authorization"
+
+SEARCH_TOOL = types.Tool(
+    name="tool_search",
+    title="Search tools",
+    description=(
+        "Search every tool of every server behind this gateway. BM25 relevance ranking over tool names, "
+        "server names, descriptions and parameters by default; set use_regex=true to match a Python regular "
+        "expression (case-insensitive, at most 200 characters) instead. Returns tool_reference entries whose "
+        "tool_name can be called directly or through call_remote_tool."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What the tool should do, or a regex when use_regex is true"},
+            "max_results": {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 3},
+            "use_regex": {"type": "boolean", "default": False},
+        },
+        "required": ["query"],
+    },
+    annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+)
+DISCOVER_TOOL = types.Tool(
+    name="discover_tools",
+    title="Discover a server's tools",
+    description="Connect to a registered server, list its tools now, and index them for tool_search.",
+    input_schema={
+        "type": "object",
+        "properties": {"server_name": {"type": "string", "description": "A registered server's name"}},
+        "required": ["server_name"],
+    },
+)
+CALL_TOOL = types.Tool(
+    name="call_remote_tool",
+    title="Call a tool on a downstream server",
+    description=(
+        "Call a tool found with tool_search by its namespaced name (server__tool). The server's result is "
+        "returned unchanged. auth_header is sent as the Authorization header to servers configured to accept "
+        "a forwarded credential, and to no other server."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "tool_name": {"type": "string", "description": "Namespaced name, e.g. time__get_current_time"},
+            "arguments": {"type": "object", "description": "The tool's arguments", "additionalProperties": True},
+            "auth_header": {"type": "string", "description": "Credential for servers with auth_type 'forward'"},
+        },
+        "required": ["tool_name"],
+    },
+)
+GATEWAY_TOOLS = (SEARCH_TOOL, DISCOVER_TOOL, CALL_TOOL)
+GATEWAY_TOOL_NAMES = frozenset(t.name for t in GATEWAY_TOOLS)
+
+
+def tool_error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+def json_result(data: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
+    )
+
+
+async def current_snapshot() -> Snapshot:
+    if catalog.needs_refresh():
+        return await sync_to_async(catalog.current, thread_sensitive=False)()
+    return catalog.current()
+
+
+# --- tool_search ------------------------------------------------------------------------------
+
+
+async def tool_search(args: dict[str, Any]) -> types.CallToolResult:
+    query = args.get("query")
+    max_results = args.get("max_results", 3)
+    use_regex = args.get("use_regex", False)
+    if not isinstance(query, str):
+        return tool_error("query must be a string: what the tool should do, e.g. 'current time in Tokyo'")
+    if not isinstance(use_regex, bool):
+        return tool_error("use_regex must be true or false")
+    snapshot = await current_snapshot()
+    try:
+        if use_regex:
+            result = regex_search(search_index.documents(snapshot), query, max_results)
+        else:
+            result = search_index.index(snapshot).search(query, max_results)
+    except SearchError as exc:
+        return tool_error(str(exc))
+    return json_result(
+        {
+            "success": True,
+            "tool_references": [{"type": "tool_reference", "tool_name": hit.name} for hit in result.hits],
+            "total_matches": result.total_matches,
+            "query": query,
+        }
+    )
+
+
+# --- discover_tools ---------------------------------------------------------------------------
+
+
+def _discover(server_name: str) -> tuple[dict[str, Any] | None, str | None]:
+    from registry.discovery import discover_server_tools
+    from registry.models import Server
+
+    server = Server.objects.filter(name=server_name).first()
+    if server is None:
+        known = ", ".join(Server.objects.order_by("name").values_list("name", flat=True)[:50]) or "none registered"
+        return None, f"no server named '{server_name}' (registered servers: {known})"
+    if not server.enabled:
+        return None, f"server '{server_name}' is disabled; enable it in the admin first"
+    result = discover_server_tools(server)
+    if not result.ok:
+        return None, f"discovery of '{server_name}' failed: {result.error} (its last known tools are kept)"
+    tools = [
+        {
+            "name": t.namespaced_name,
+            "original_name": t.name,
+            **({"title": t.title} if t.title else {}),
+            "description": t.description,
+            "inputSchema": t.input_schema,
+            **({"outputSchema": t.output_schema} if t.output_schema is not None else {}),
+            **({"annotations": t.annotations} if t.annotations is not None else {}),
+        }
+        for t in result.tools
+    ]
+    data = {
+        "success": True,
+        "server_name": server_name,
+        "tool_count": len(tools),
+        "added": result.added,
+        "changed": result.changed,
+        "removed": result.removed,
+        "tools": tools,
+    }
+    return data, None
+
+
+async def discover_tools(args: dict[str, Any]) -> types.CallToolResult:
+    server_name = args.get("server_name")
+    if not isinstance(server_name, str) or not server_name:
+        return tool_error("server_name must be the name of a registered server, e.g. 'time'")
+    data, error = await sync_to_async(_discover, thread_sensitive=False)(server_name)
+    if error:
+        return tool_error(error)
+    return json_result(data)  # type: ignore[arg-type]
+
+
+# --- call_remote_tool and the namespaced tools --------------------------------------------------
+
+
+def _unknown_tool(snapshot: Snapshot, tool_name: str) -> str:
+    server, sep, _ = tool_name.partition("__")
+    if sep and server in snapshot.disabled:
+        return f"server '{server}' is disabled; enable it in the admin to call '{tool_name}'"
+    if sep and server in snapshot.servers:
+        return (
+            f"server '{server}' has no tool '{tool_name}' (run discover_tools with server_name '{server}' "
+            "if it was added recently, or use tool_search to find the right name)"
+        )
+    if sep:
+        return f"no enabled server named '{server}' for tool '{tool_name}'; use tool_search to find tools"
+    return f"unknown tool '{tool_name}': names look like server__tool; use tool_search to find one"
+
+
+async def proxy_call(
+    ctx: ServerRequestContext,
+    tool_name: str,
+    arguments: Any,
+    credential: str | None,
+) -> types.CallToolResult:
+    snapshot = await current_snapshot()
+    entry = snapshot.tools.get(tool_name)
+    if entry is None:
+        return tool_error(_unknown_tool(snapshot, tool_name))
+    if arguments is not None and not isinstance(arguments, dict):
+        return tool_error(f"arguments must be an object of the tool's parameters, not {type(arguments).__name__}")
+    spec = snapshot.servers[entry.server]
+    if credential and spec.auth_type != "forward":
+        return tool_error(
+            f"server '{spec.name}' does not accept a forwarded credential (its auth type is '{spec.auth_type}'); "
+            "call it without auth_header"
+        )
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        await ctx.session.report_progress(value, total, message)
+
+    try:
+        return await pool.call_tool(spec, entry.tool, arguments, credential=credential, progress=progress)
+    except ProxyError as exc:
+        return tool_error(str(exc))
+
+
+async def call_remote_tool(ctx: ServerRequestContext, args: dict[str, Any]) -> types.CallToolResult:
+    tool_name = args.get("tool_name")
+    if not isinstance(tool_name, str) or not tool_name:
+        return tool_error("tool_name must be a namespaced tool name such as 'time__get_current_time'")
+    credential = args.get("auth_header")
+    if credential is not None and not isinstance(credential, str):
+        return tool_error("auth_header must be a string such as 'Bearer <token>'")
+    return await proxy_call(ctx, tool_name, args.get("arguments"), credential or None)
+
+
+def _forwarded_credential(ctx: ServerRequestContext) -> str | None:
+    request = ctx.request
+    headers = getattr(request, "headers", None)
+    return headers.get(UPSTREAM_CREDENTIAL_HEADER) if headers is not None else None
+
+
+# --- MCP handlers -------------------------------------------------------------------------------
+
+
+async def on_list_tools(
+    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+) -> types.ListToolsResult:
+    from django.conf import settings
+
+    tools = list(GATEWAY_TOOLS)
+    if settings.MCP_GATEWAY_EXPOSE_TOOLS:
+        snapshot = await current_snapshot()
+        tools.extend(
+            types.Tool(
+                name=t.name,
+                title=t.title or None,
+                description=t.description or None,
+                input_schema=t.input_schema or {"type": "object"},
+                output_schema=t.output_schema,
+            )
+            for t in snapshot.tools.values()
+        )
+    return types.ListToolsResult(tools=tools)
+
+
+async def on_call_tool(ctx: ServerRequestContext, params: types.CallToolRequestParams) -> types.CallToolResult:
+    args = params.arguments or {}
+    try:
+        if params.name == "tool_search":
+            return await tool_search(args)
+        if params.name == "discover_tools":
+            return await discover_tools(args)
+        if params.name == "call_remote_tool":
+            return await call_remote_tool(ctx, args)
+        return await proxy_call(ctx, params.name, params.arguments, _forwarded_credential(ctx))
+    except Exception:
+        logger.exception("tool %s crashed", params.name)
+        return tool_error(f"the gateway failed while running {params.name}; the error is in the gateway's log")
+
+
+async def on_set_logging_level(ctx: ServerRequestContext, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    return types.EmptyResult()
+
+
+def build_server() -> Server:
+    # logging/setLevel is deprecated in 2026-07-28 but 2025-era clients still send it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        return Server(
+            GATEWAY_NAME,
+            version="0.2.0",
+            title="MCP Orchestration Gateway",
+            instructions=(
+                "This gateway fronts many MCP servers. Use tool_search to find a tool by what it does, then call "
+                "it by its namespaced name (server__tool) or through call_remote_tool."
+            ),
+            on_list_tools=on_list_tools,
+            on_call_tool=on_call_tool,
+            on_set_logging_level=on_set_logging_level,
+        )

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class RegistryConfig(AppConfig):
+    name = "registry"
+    verbose_name = "MCP gateway"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from .catalog import bump_version
+        from .models import Server, Tool
+
+        def changed(**kwargs: object) -> None:
+            bump_version()
+
+        for model in (Server, Tool):
+            post_save.connect(changed, sender=model, dispatch_uid=f"catalog-{model.__name__}-save")
+            post_delete.connect(changed, sender=model, dispatch_uid=f"catalog-{model.__name__}-delete")

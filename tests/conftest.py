@@ -1,0 +1,127 @@
+"""Fixtures: our probe server (stdio and HTTP), a real gateway under uvicorn, and an MCP client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = ROOT / "tests" / "servers" / "probe_server.py"
+PYTHON = sys.executable
+
+# One cache key prefix per test run, so runs never see each other's keys in a shared Redis.
+os.environ.setdefault("GATEWAY_CACHE_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def probe_http_url() -> Iterator[str]:
+    """The probe server over streamable HTTP, for the whole session."""
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, str(PROBE), "http", "--port", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def probe_stdio_config() -> dict:
+    return {"transport": "stdio", "command": PYTHON, "args": [str(PROBE), "stdio"]}
+
+
+def mcp_server_time_command() -> str:
+    path = Path(PYTHON).parent / "mcp-server-time"
+    if not path.exists():
+        pytest.fail("mcp-server-time is not installed: run the README's test command (it installs the dev extras)")
+    return str(path)
+
+
+def database_url() -> str:
+    """The URL of the test database this run uses, for gateway processes started by tests."""
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{conf['NAME']}"
+    user = conf.get("USER") or ""
+    auth = f"{user}@" if user else ""
+    return f"postgres://{auth}{conf.get('HOST') or '127.0.0.1'}:{conf.get('PORT') or 5432}/{conf['NAME']}"
+
+
+class Gateway:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path) -> None:
+        self.url = url
+        self.proc = proc
+        self.log = log
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.url}/mcp"
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator:
+    """Start the real gateway (uvicorn + the ASGI app) on the test database; stopped after the test."""
+    started: list[Gateway] = []
+
+    def start(**env: str) -> Gateway:
+        port = free_port()
+        log = tmp_path / f"gateway-{port}.log"
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            "GATEWAY_LOG_LEVEL": "info",
+            **env,
+        }
+        cmd = [
+            PYTHON, "-m", "uvicorn", "gateway_project.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
+        wait_for_port(port, proc)
+        gateway = Gateway(f"http://127.0.0.1:{port}", proc, log)
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        stop(gateway.proc)
