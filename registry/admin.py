@@ -224,8 +224,10 @@ class ServerAdmin(admin.ModelAdmin):
     def _discover(self, request: HttpRequest, servers: list[Server]) -> None:
         for server in servers:
             result = discover_server_tools(server)
-            level = messages.SUCCESS if result.ok else messages.ERROR
-            self.message_user(request, result.summary, level)
+            if result.ok:
+                self.message_user(request, f"Discovered {result.summary}", messages.SUCCESS)
+            else:
+                self.message_user(request, f"Discovery of {result.server} failed: {result.error}", messages.ERROR)
 
     @admin.action(description="Discover tools now")
     def discover_now(self, request: HttpRequest, queryset: QuerySet[Server]) -> None:

@@ -136,6 +136,8 @@ def _parse_server(name: Any, raw: Any, where: str) -> ServerConfig:
             raise ConfigError(f"{where}: field 'url' must start with http:// or https://")
     elif not config.command:
         raise ConfigError(f"{where}: field 'command' is required for a stdio server")
+    else:
+        config.url = ""  # the original design put a label such as "server.py" here; stdio has no URL
     # The model's own checks too, so the file and the admin agree on what is valid.
     try:
         Server(name=name, **config.model_fields()).clean()
