@@ -17,6 +17,7 @@ class RegistryConfig(AppConfig):
         def changed(**kwargs: object) -> None:
             bump_version()
 
+        # weak=False: `changed` is local to this method and would otherwise be collected at once.
         for model in (Server, Tool):
-            post_save.connect(changed, sender=model, dispatch_uid=f"catalog-{model.__name__}-save")
-            post_delete.connect(changed, sender=model, dispatch_uid=f"catalog-{model.__name__}-delete")
+            post_save.connect(changed, sender=model, weak=False, dispatch_uid=f"catalog-{model.__name__}-save")
+            post_delete.connect(changed, sender=model, weak=False, dispatch_uid=f"catalog-{model.__name__}-delete")

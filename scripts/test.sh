@@ -13,7 +13,7 @@ PYTHON="${PYTHON:-python3}"
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== tests on SQLite + in-process cache"
-python -m pytest "$@"
+GATEWAY_CACHE_PREFIX="test-run-$$" python -m pytest "$@"
 
 PG_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
@@ -31,5 +31,5 @@ then
   exit 0
 fi
 echo "== tests on PostgreSQL + Redis"
-DATABASE_URL="$PG_URL" STORAGE_BACKEND=redis REDIS_URL="$REDIS" GATEWAY_REQUIRE_PRODUCTION_TESTS=1 \
+GATEWAY_CACHE_PREFIX="test-run-$$" DATABASE_URL="$PG_URL" STORAGE_BACKEND=redis REDIS_URL="$REDIS" GATEWAY_REQUIRE_PRODUCTION_TESTS=1 \
   python -m pytest "$@"

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "servers" / "probe_server.py"
 PYTHON = sys.executable
-
-# One cache key prefix per test run, so runs never see each other's keys in a shared Redis.
-os.environ.setdefault("GATEWAY_CACHE_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
 
 
 def free_port() -> int:

@@ -148,3 +148,12 @@ def test_stdio_change_page_shows_the_exact_command_and_hides_env_values(admin, p
     assert "probe_server.py" in html and "without a shell" in html
     assert "API_KEY: ••••••••" in html
     assert CANARY not in html
+
+
+def test_disabling_in_the_admin_takes_the_servers_tools_out_of_the_catalog_at_once(admin, probe):
+    from registry.catalog import catalog
+
+    assert "probe__echo" in catalog.current().tools
+    admin.post(reverse("admin:registry_server_changelist"), {"action": "disable", "_selected_action": [probe.pk]})
+    assert "probe__echo" not in catalog.current().tools
+    assert "probe" in catalog.current().disabled
