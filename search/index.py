@@ -49,6 +49,7 @@ class _Shard:
     lengths: tuple[float, ...]
     server_terms: frozenset[str]
     name_keys: dict[str, int]  # squashed tool / namespaced name -> document position
+    literal_names: dict[str, int]  # lowercased tool / namespaced name as written -> position
 
     @property
     def total_length(self) -> float:
@@ -60,6 +61,7 @@ def _build_shard(server: str, documents: Iterable[ToolDocument]) -> _Shard:
     postings: dict[str, dict[int, float]] = {}
     lengths = []
     name_keys: dict[str, int] = {}
+    literal_names: dict[str, int] = {}
     for position, doc in enumerate(docs):
         param_names, param_descriptions = schema_text(doc.input_schema)
         fields = {
@@ -84,7 +86,9 @@ def _build_shard(server: str, documents: Iterable[ToolDocument]) -> _Shard:
         name_keys.setdefault(_name_key(doc.name), position)
         if doc.title:
             name_keys.setdefault(_name_key(doc.title), position)
-    return _Shard(docs, postings, tuple(lengths), frozenset(terms(server)), name_keys)
+        literal_names.setdefault(doc.tool.lower(), position)
+        literal_names.setdefault(doc.name.lower(), position)
+    return _Shard(docs, postings, tuple(lengths), frozenset(terms(server)), name_keys, literal_names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +167,7 @@ class ToolIndex:
             if df:
                 idf[term] = math.log(1 + (state.count - df + 0.5) / (df + 0.5))
         query_key = _name_key(query)
+        query_literal = query.strip().lower()
         own_set = set(own)
         scored: list[tuple[float, str]] = []
         for shard in state.shards.values():
@@ -175,9 +180,13 @@ class ToolIndex:
                 for position, tf in posting.items():
                     norm = K1 * (1 - B + B * shard.lengths[position] / avg_length)
                     scores[position] = scores.get(position, 0.0) + weight * tf * (K1 + 1) / (tf + norm)
+            # The name in another spelling (create issue, createIssue) first; the name as written before it.
             exact = shard.name_keys.get(query_key)
             if exact is not None:
                 scores[exact] = scores.get(exact, 0.0) + EXACT_NAME_BONUS
+            literal = shard.literal_names.get(query_literal)
+            if literal is not None:
+                scores[literal] = scores.get(literal, 0.0) + EXACT_NAME_BONUS
             if not scores:
                 continue
             mentioned = bool(shard.server_terms) and shard.server_terms <= own_set
