@@ -99,17 +99,19 @@ class _State:
     total_length: float
 
 
-_EMPTY = _State({}, {}, 0, 0.0)
-
-
 class ToolIndex:
     def __init__(self, documents: Iterable[ToolDocument] = ()) -> None:
-        self._state = _EMPTY
         by_server: dict[str, list[ToolDocument]] = {}
         for doc in documents:
             by_server.setdefault(doc.server, []).append(doc)
-        for server, docs in by_server.items():
-            self.replace_server(server, docs)
+        # One pass for the global statistics: swapping shard by shard would copy them per server.
+        shards = {server: _build_shard(server, docs) for server, docs in by_server.items() if docs}
+        df: dict[str, int] = {}
+        for shard in shards.values():
+            for term, posting in shard.postings.items():
+                df[term] = df.get(term, 0) + len(posting)
+        count = sum(len(shard.documents) for shard in shards.values())
+        self._state = _State(shards, df, count, sum(shard.total_length for shard in shards.values()))
 
     def __len__(self) -> int:
         return self._state.count
