@@ -99,8 +99,10 @@ def test_invalid_json_headers_get_a_clear_form_error(admin, probe):
 
 
 def test_adding_a_stdio_server_without_command_names_the_field(admin):
-    data = {"name": "s", "enabled": "on", "transport": "stdio", "args": "[]", "env": "", "auth_type": "none",
-            "auth_headers": "", "connection_mode": "", "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0"}  # fmt: skip
+    data = {
+        "name": "s", "enabled": "on", "transport": "stdio", "args": "[]", "env": "", "auth_type": "none",
+        "auth_headers": "", "connection_mode": "", "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0",
+    }  # fmt: skip
     html = admin.post(reverse("admin:registry_server_add"), data).content.decode()
     assert "A stdio server needs the command that starts it." in html
     assert not Server.objects.exists()

@@ -157,7 +157,7 @@ def test_a_later_bad_entry_keeps_earlier_good_entries_out_too(tmp_path):
 
 def test_missing_file_names_the_setting(tmp_path, settings):
     settings.SERVER_CONFIG_PATH = str(tmp_path / "absent.json")
-    with pytest.raises(CommandError, match="no such file.*SERVER_CONFIG_PATH"):
+    with pytest.raises(CommandError, match=r"no such file.*SERVER_CONFIG_PATH"):
         run()
 
 
