@@ -6,6 +6,7 @@ Every entry point (the admin action, `manage.py discover`, `import_servers --dis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,12 @@ async def _list_tools(spec: ServerSpec, credential: str | None) -> list[dict[str
 def discover_server_tools(server: Server, *, credential: str | None = None) -> DiscoveryResult:
     from proxy.errors import ProxyError
 
+    spec = server_spec(server, connection_mode="stateless")
+    if spec.auth_type == "forward" and credential is None:
+        # No caller to forward from: discovery of a forward server sends its saved headers, if any.
+        spec = dataclasses.replace(spec, auth_type="static")
     try:
-        definitions = async_to_sync(_list_tools)(server_spec(server, connection_mode="stateless"), credential)
+        definitions = async_to_sync(_list_tools)(spec, credential)
     except ProxyError as exc:
         return record_discovery_error(server, str(exc))
     except Exception as exc:  # a crash in discovery must not take the caller down

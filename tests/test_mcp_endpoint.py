@@ -198,3 +198,28 @@ def test_an_unreachable_server_fails_alone(gateway):
     assert dead.is_error and "could not connect to server 'dead'" in dead.content[0].text
     assert alive.content[0].text == "ok"
     assert Server.objects.get(name="dead").last_error
+
+
+def test_a_forwarded_credential_reaches_only_forward_servers(start_gateway, probe_http_url):
+    Server.objects.create(name="fwd", transport="http", url=probe_http_url, auth_type="forward")
+    Server.objects.create(
+        name="saved", transport="http", url=probe_http_url, auth_type="static",
+        auth_headers={"Authorization": "Bearer saved-token"},
+    )  # fmt: skip
+    for server in Server.objects.all():
+        assert discover_server_tools(server).ok
+    gateway = start_gateway()
+
+    async def go():
+        async with Client(gateway.mcp_url) as client:
+            fwd = await client.call_tool(
+                "call_remote_tool", {"tool_name": "fwd__whoami", "auth_header": "Bearer caller"}
+            )
+            saved = await client.call_tool("call_remote_tool", {"tool_name": "saved__whoami"})
+            missing = await client.call_tool("call_remote_tool", {"tool_name": "fwd__whoami"})
+            return fwd, saved, missing
+
+    fwd, saved, missing = run(go)
+    assert json.loads(fwd.content[0].text)["authorization"] == "Bearer caller"
+    assert json.loads(saved.content[0].text)["authorization"] == "Bearer saved-token"
+    assert missing.is_error and "needs the caller's credential" in missing.content[0].text
