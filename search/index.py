@@ -15,6 +15,7 @@ state in one assignment, so a reader on another thread never sees half an update
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -45,7 +46,7 @@ def _name_key(text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _Shard:
     documents: tuple[ToolDocument, ...]
-    postings: dict[str, dict[int, float]]  # term -> document position -> weighted tf
+    postings: dict[str, dict[int, float]]  # term -> document position -> BM25 term weight (before idf)
     lengths: tuple[float, ...]
     server_terms: frozenset[str]
     name_keys: dict[str, int]  # squashed tool / namespaced name -> document position
@@ -54,6 +55,20 @@ class _Shard:
     @property
     def total_length(self) -> float:
         return sum(self.lengths)
+
+    def normalised(self, avg_length: float) -> _Shard:
+        """Fold BM25's length normalisation into the postings, against the corpus average now.
+
+        The average drifts a little as other servers change; a shard is renormalised whenever it
+        is rebuilt. Folding it in keeps the query loop to one multiply-add per posting.
+        """
+        postings = {}
+        for term, posting in self.postings.items():
+            postings[term] = {
+                position: tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[position] / avg_length))
+                for position, tf in posting.items()
+            }
+        return _Shard(self.documents, postings, self.lengths, self.server_terms, self.name_keys, self.literal_names)
 
 
 def _build_shard(server: str, documents: Iterable[ToolDocument]) -> _Shard:
@@ -106,12 +121,15 @@ class ToolIndex:
             by_server.setdefault(doc.server, []).append(doc)
         # One pass for the global statistics: swapping shard by shard would copy them per server.
         shards = {server: _build_shard(server, docs) for server, docs in by_server.items() if docs}
+        total_length = sum(shard.total_length for shard in shards.values())
+        count = sum(len(shard.documents) for shard in shards.values())
+        avg_length = total_length / count if count else 1.0
+        shards = {server: shard.normalised(avg_length) for server, shard in shards.items()}
         df: dict[str, int] = {}
         for shard in shards.values():
             for term, posting in shard.postings.items():
                 df[term] = df.get(term, 0) + len(posting)
-        count = sum(len(shard.documents) for shard in shards.values())
-        self._state = _State(shards, df, count, sum(shard.total_length for shard in shards.values()))
+        self._state = _State(shards, df, count, total_length)
 
     def __len__(self) -> int:
         return self._state.count
@@ -141,6 +159,8 @@ class ToolIndex:
             count -= len(old.documents)
             total -= old.total_length
         if shard is not None and shard.documents:
+            new_count = count + len(shard.documents)
+            shard = shard.normalised((total + shard.total_length) / new_count)
             shards[server] = shard
             for term, posting in shard.postings.items():
                 df[term] = df.get(term, 0) + len(posting)
@@ -162,26 +182,23 @@ class ToolIndex:
             weights.setdefault(term, SYNONYM_WEIGHT)
         if state.count == 0:
             return SearchResult([], 0)
-        avg_length = state.total_length / state.count
         idf = {}
         for term in weights:
             df = state.document_frequency.get(term, 0)
             if df:
-                idf[term] = math.log(1 + (state.count - df + 0.5) / (df + 0.5))
+                idf[term] = weights[term] * math.log(1 + (state.count - df + 0.5) / (df + 0.5))
         query_key = _name_key(query)
         query_literal = query.strip().lower()
         own_set = set(own)
-        scored: list[tuple[float, str]] = []
+        ranked: list[tuple[float, str]] = []  # (-score, name): the smallest tuples are the best hits
         for shard in state.shards.values():
             scores: dict[int, float] = {}
-            for term, term_idf in idf.items():
+            for term, term_weight in idf.items():
                 posting = shard.postings.get(term)
-                if not posting:
-                    continue
-                weight = weights[term] * term_idf
-                for position, tf in posting.items():
-                    norm = K1 * (1 - B + B * shard.lengths[position] / avg_length)
-                    scores[position] = scores.get(position, 0.0) + weight * tf * (K1 + 1) / (tf + norm)
+                if posting:
+                    get = scores.get
+                    for position, contribution in posting.items():
+                        scores[position] = get(position, 0.0) + term_weight * contribution
             # The name in another spelling (create issue, createIssue) first; the name as written before it.
             exact = shard.name_keys.get(query_key)
             if exact is not None:
@@ -191,12 +208,17 @@ class ToolIndex:
                 scores[literal] = scores.get(literal, 0.0) + EXACT_NAME_BONUS
             if not scores:
                 continue
-            mentioned = bool(shard.server_terms) and shard.server_terms <= own_set
-            for position, score in scores.items():
-                doc = shard.documents[position]
-                if allowed is not None and not allowed(doc):
-                    continue
-                scored.append((score * SERVER_MENTION_BOOST if mentioned else score, doc.name))
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        hits = [SearchHit(name, round(score, 6)) for score, name in scored[:max_results]]
+            factor = -SERVER_MENTION_BOOST if shard.server_terms and shard.server_terms <= own_set else -1.0
+            documents = shard.documents
+            if allowed is None:
+                ranked.extend((factor * score, documents[position].name) for position, score in scores.items())
+            else:
+                ranked.extend(
+                    (factor * score, documents[position].name)
+                    for position, score in scores.items()
+                    if allowed(documents[position])
+                )
+        best = heapq.nsmallest(max_results, ranked)
+        hits = [SearchHit(name, round(-negative, 6)) for negative, name in best]
+        scored = ranked
         return SearchResult(hits, len(scored))
