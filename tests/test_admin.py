@@ -33,6 +33,16 @@ def probe(probe_http_url):
     return server
 
 
+def form(**fields: str) -> dict[str, str]:
+    """What the server change form posts, with the given fields changed."""
+    data = {
+        "name": "probe", "description": "", "enabled": "on", "transport": "http", "url": "", "command": "",
+        "args": "[]", "env": "", "auth_type": "static", "auth_headers": "", "timeout": "", "connection_mode": "",
+        "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0",
+    }  # fmt: skip
+    return {**data, **fields}
+
+
 def test_server_list_shows_state_at_a_glance(admin, probe):
     Server.objects.create(
         name="broken", transport="http", url="http://127.0.0.1:9/mcp", last_error="connection refused"
@@ -51,25 +61,7 @@ def test_change_form_masks_auth_headers_and_blank_keeps_them(admin, probe):
     assert CANARY not in html
     assert "Authorization: ••••••••" in html
     assert "probe__echo" not in html or "echo" in html  # tools listed inline
-    response = admin.post(
-        url,
-        {
-            "name": "probe",
-            "description": "",
-            "enabled": "on",
-            "transport": "http",
-            "url": probe.url,
-            "command": "",
-            "args": "[]",
-            "env": "",
-            "auth_type": "static",
-            "auth_headers": "",
-            "timeout": "",
-            "connection_mode": "",
-            "tools-TOTAL_FORMS": "0",
-            "tools-INITIAL_FORMS": "0",
-        },
-    )
+    response = admin.post(url, form(url=probe.url))
     assert response.status_code == 302, response.content.decode()[:2000]
     probe.refresh_from_db()
     assert probe.auth_headers == {"Authorization": f"Bearer {CANARY}"}
@@ -77,11 +69,7 @@ def test_change_form_masks_auth_headers_and_blank_keeps_them(admin, probe):
 
 def test_new_auth_headers_replace_the_saved_ones(admin, probe):
     url = reverse("admin:registry_server_change", args=[probe.pk])
-    data = {
-        "name": "probe", "enabled": "on", "transport": "http", "url": probe.url, "args": "[]", "env": "",
-        "auth_type": "static", "auth_headers": '{"X-Api-Key": "new"}', "connection_mode": "",
-        "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0",
-    }  # fmt: skip
+    data = form(url=probe.url, auth_headers='{"X-Api-Key": "new"}')
     assert admin.post(url, data).status_code == 302
     probe.refresh_from_db()
     assert probe.auth_headers == {"X-Api-Key": "new"}
@@ -89,20 +77,13 @@ def test_new_auth_headers_replace_the_saved_ones(admin, probe):
 
 def test_invalid_json_headers_get_a_clear_form_error(admin, probe):
     url = reverse("admin:registry_server_change", args=[probe.pk])
-    data = {
-        "name": "probe", "enabled": "on", "transport": "http", "url": probe.url, "args": "[]", "env": "",
-        "auth_type": "static", "auth_headers": "{oops", "connection_mode": "",
-        "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0",
-    }  # fmt: skip
+    data = form(url=probe.url, auth_headers="{oops")
     html = admin.post(url, data).content.decode()
     assert "Not valid JSON" in html
 
 
 def test_adding_a_stdio_server_without_command_names_the_field(admin):
-    data = {
-        "name": "s", "enabled": "on", "transport": "stdio", "args": "[]", "env": "", "auth_type": "none",
-        "auth_headers": "", "connection_mode": "", "tools-TOTAL_FORMS": "0", "tools-INITIAL_FORMS": "0",
-    }  # fmt: skip
+    data = form(name="s", transport="stdio", auth_type="none")
     html = admin.post(reverse("admin:registry_server_add"), data).content.decode()
     assert "A stdio server needs the command that starts it." in html
     assert not Server.objects.exists()
