@@ -74,3 +74,23 @@ def test_a_hung_call_fails_at_its_deadline_while_other_servers_answer(gateway):
     assert out["slow"].is_error and "did not answer sleep within 1s" in out["slow"].content[0].text
     assert out["fast"].content[0].text == "still here"
     assert out["fast_done_before_slow"]
+
+
+def test_downstream_progress_reaches_the_caller_of_call_remote_tool(gateway):
+    async def go():
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
+        async with Client(gateway.mcp_url) as client:
+            result = await client.call_tool(
+                "call_remote_tool",
+                {"tool_name": "probe__sleep", "arguments": {"seconds": 0.3}},
+                progress_callback=on_progress,
+            )
+        return result, seen
+
+    result, seen = anyio.run(go)
+    assert result.content[0].text == "slept 0.3s"
+    assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]

@@ -80,7 +80,7 @@ async def call_tool(ctx: ServerRequestContext, params: types.CallToolRequestPara
         return types.CallToolResult(content=_text(json.dumps(seen)))
     if name == "sleep":
         seconds = float(args.get("seconds", 0))
-        steps = max(1, int(seconds / 0.1))
+        steps = max(1, round(seconds / 0.1))
         for i in range(steps):
             await anyio.sleep(seconds / steps)
             await ctx.session.report_progress(i + 1, steps, f"step {i + 1}")
