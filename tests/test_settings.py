@@ -25,6 +25,11 @@ from tests.conftest import PYTHON, ROOT, database_url, free_port, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}  # fmt: skip
+
 
 @pytest.fixture
 def probe_stdio(probe_stdio_config):
@@ -224,10 +229,35 @@ def test_a_nonsense_setting_is_refused_at_start_with_its_name(tmp_path, name, va
 def test_mcp_endpoint_checks_the_host_header_against_allowed_hosts(start_gateway, host_header, allowed_hosts, status):
     env = {"GATEWAY_ALLOWED_HOSTS": allowed_hosts} if allowed_hosts else {}
     gateway = start_gateway(**env)
-    body = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }  # fmt: skip
     headers = {"Host": host_header, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    response = httpx.post(gateway.mcp_url, json=body, headers=headers)
+    response = httpx.post(gateway.mcp_url, json=INITIALIZE, headers=headers)
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(("interval", "seen"), [(0.05, True), (60.0, False)])
+def test_catalog_poll_interval_is_how_soon_another_processs_change_is_seen(settings, probe_stdio, interval, seen):
+    from django.core.cache import cache
+
+    from registry.catalog import VERSION_KEY
+
+    settings.MCP_GATEWAY_CATALOG_POLL_INTERVAL = interval
+    catalog.invalidate()
+    assert "probe__echo" in catalog.current().tools
+    Server.objects.filter(pk=probe_stdio.pk).update(enabled=False)
+    cache.set(VERSION_KEY, "bumped-by-another-process", timeout=None)  # what another process's write does
+    time.sleep(0.2)
+    assert ("probe__echo" not in catalog.current().tools) is seen
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed_origins", "status"),
+    [
+        ("http://127.0.0.1:3000", None, 200),
+        ("http://evil.example", None, 403),
+        ("http://evil.example", "http://evil.example", 200),
+    ],
+)
+def test_mcp_endpoint_checks_the_origin_header_against_allowed_origins(start_gateway, origin, allowed_origins, status):
+    gateway = start_gateway(**({"GATEWAY_ALLOWED_ORIGINS": allowed_origins} if allowed_origins else {}))
+    headers = {"Origin": origin, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    assert httpx.post(gateway.mcp_url, json=INITIALIZE, headers=headers).status_code == status
