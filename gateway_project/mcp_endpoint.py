@@ -11,16 +11,17 @@ import logging
 import warnings
 from typing import Any
 
+import anyio
 import mcp_types as types
 from asgiref.sync import sync_to_async
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning
-from search import MAX_RESULTS, SearchError, regex_search
 
 from proxy.errors import ProxyError
 from proxy.sessions import pool
 from registry.catalog import Snapshot, catalog
+from search import MAX_RESULTS, SearchError, regex_search
 
 from .search_index import search_index
 
@@ -111,7 +112,9 @@ async def tool_search(args: dict[str, Any]) -> types.CallToolResult:
     snapshot = await current_snapshot()
     try:
         if use_regex:
-            result = regex_search(search_index.documents(snapshot), query, max_results)
+            # A bad pattern may run up to the regex time budget: keep it off the event loop.
+            documents = search_index.documents(snapshot)
+            result = await anyio.to_thread.run_sync(regex_search, documents, query, max_results)
         else:
             result = search_index.index(snapshot).search(query, max_results)
     except SearchError as exc:

@@ -1,4 +1,8 @@
-"""Tool search: BM25 over weighted fields, and safe regex search. Pure Python, no Django."""
+"""Tool search: BM25F over weighted fields on an incremental inverted index, and safe regex search.
+
+Pure Python plus numpy; no Django. The gateway builds ToolDocuments from its catalog and calls
+ToolIndex.search or regex_search.
+"""
 
 from .documents import (
     MAX_PATTERN_LENGTH,
@@ -9,13 +13,14 @@ from .documents import (
     SearchResult,
     ToolDocument,
 )
-from .index import ToolIndex
+from .index import Ranking, ToolIndex
 from .regex_search import regex_search
 
 __all__ = [
     "MAX_PATTERN_LENGTH",
     "MAX_QUERY_LENGTH",
     "MAX_RESULTS",
+    "Ranking",
     "SearchError",
     "SearchHit",
     "SearchResult",
