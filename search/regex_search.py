@@ -25,7 +25,7 @@ import regex
 from .documents import SearchError, SearchHit, SearchResult, ToolDocument, check_max_results, check_pattern
 from .tokens import clean
 
-TIME_BUDGET = 0.5  # seconds for one whole search; it runs on the event loop, so keep it short
+TIME_BUDGET = 0.5  # seconds for one whole search (the gateway runs it in a worker thread)
 
 
 def regex_search(documents: Iterable[ToolDocument], pattern: str, max_results: int = 3) -> SearchResult:
