@@ -243,15 +243,15 @@ def _forwarded_credential(ctx: ServerRequestContext) -> str | None:
 # --- MCP handlers -------------------------------------------------------------------------------
 
 
-async def on_list_tools(
-    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
-) -> types.ListToolsResult:
-    from django.conf import settings
+_listed: tuple[str, list[types.Tool]] = ("", [])  # (snapshot version, its namespaced tools)
 
-    tools = list(GATEWAY_TOOLS)
-    if settings.MCP_GATEWAY_EXPOSE_TOOLS:
-        snapshot = await current_snapshot()
-        tools.extend(
+
+def _namespaced_tools(snapshot: Snapshot) -> list[types.Tool]:
+    """The catalog's tools as MCP Tool objects, built once per catalog version, not per tools/list."""
+    global _listed
+    version, tools = _listed
+    if version != snapshot.version:
+        tools = [
             types.Tool(
                 name=t.name,
                 title=t.title or None,
@@ -260,7 +260,19 @@ async def on_list_tools(
                 output_schema=t.output_schema,
             )
             for t in snapshot.tools.values()
-        )
+        ]
+        _listed = (snapshot.version, tools)
+    return tools
+
+
+async def on_list_tools(
+    ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
+) -> types.ListToolsResult:
+    from django.conf import settings
+
+    tools = list(GATEWAY_TOOLS)
+    if settings.MCP_GATEWAY_EXPOSE_TOOLS:
+        tools.extend(_namespaced_tools(await current_snapshot()))
     return types.ListToolsResult(tools=tools)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from search import ToolDocument, ToolIndex
-
 from registry.catalog import Snapshot, ToolEntry
+from search import ToolDocument, ToolIndex
 
 
 def tool_document(entry: ToolEntry) -> ToolDocument:
@@ -25,7 +24,6 @@ class SnapshotSearchIndex:
         self._index = ToolIndex()
         self._version: str | None = None
         self._fingerprints: dict[str, frozenset[tuple[str, str]]] = {}
-        self._documents: list[ToolDocument] = []
         self._lock = threading.Lock()
 
     def index(self, snapshot: Snapshot) -> ToolIndex:
@@ -34,9 +32,7 @@ class SnapshotSearchIndex:
         return self._index
 
     def documents(self, snapshot: Snapshot) -> list[ToolDocument]:
-        if snapshot.version != self._version:
-            self._sync(snapshot)
-        return self._documents
+        return self.index(snapshot).documents()
 
     def _sync(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -53,7 +49,6 @@ class SnapshotSearchIndex:
                 if self._fingerprints.get(server) != fingerprint:
                     self._index.replace_server(server, [tool_document(e) for e in entries])
                     self._fingerprints[server] = fingerprint
-            self._documents = [tool_document(e) for e in snapshot.tools.values()]
             self._version = snapshot.version
 
 
