@@ -18,9 +18,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from proxy.errors import ProxyError
-from proxy.sessions import pool
-from registry.catalog import Snapshot, catalog
+from proxy.calls import call_tool, current_snapshot, tool_error
+from registry.catalog import Snapshot
 from search import MAX_RESULTS, SearchError, regex_search
 
 from .search_index import search_index
@@ -82,20 +81,10 @@ GATEWAY_TOOLS = (SEARCH_TOOL, DISCOVER_TOOL, CALL_TOOL)
 GATEWAY_TOOL_NAMES = frozenset(t.name for t in GATEWAY_TOOLS)
 
 
-def tool_error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
-
-
 def json_result(data: dict[str, Any]) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
     )
-
-
-async def current_snapshot() -> Snapshot:
-    if catalog.needs_refresh():
-        return await sync_to_async(catalog.current, thread_sensitive=False)()
-    return catalog.current()
 
 
 # --- tool_search ------------------------------------------------------------------------------
@@ -182,46 +171,16 @@ async def discover_tools(args: dict[str, Any]) -> types.CallToolResult:
 # --- call_remote_tool and the namespaced tools --------------------------------------------------
 
 
-def _unknown_tool(snapshot: Snapshot, tool_name: str) -> str:
-    server, sep, _ = tool_name.partition("__")
-    if sep and server in snapshot.disabled:
-        return f"server '{server}' is disabled; enable it in the admin to call '{tool_name}'"
-    if sep and server in snapshot.servers:
-        return (
-            f"server '{server}' has no tool '{tool_name}' (run discover_tools with server_name '{server}' "
-            "if it was added recently, or use tool_search to find the right name)"
-        )
-    if sep:
-        return f"no enabled server named '{server}' for tool '{tool_name}'; use tool_search to find tools"
-    return f"unknown tool '{tool_name}': names look like server__tool; use tool_search to find one"
-
-
 async def proxy_call(
     ctx: ServerRequestContext,
     tool_name: str,
     arguments: Any,
     credential: str | None,
 ) -> types.CallToolResult:
-    snapshot = await current_snapshot()
-    entry = snapshot.tools.get(tool_name)
-    if entry is None:
-        return tool_error(_unknown_tool(snapshot, tool_name))
-    if arguments is not None and not isinstance(arguments, dict):
-        return tool_error(f"arguments must be an object of the tool's parameters, not {type(arguments).__name__}")
-    spec = snapshot.servers[entry.server]
-    if credential and spec.auth_type != "forward":
-        return tool_error(
-            f"server '{spec.name}' does not accept a forwarded credential (its auth type is '{spec.auth_type}'); "
-            "call it without auth_header"
-        )
-
     async def progress(value: float, total: float | None, message: str | None) -> None:
         await ctx.session.report_progress(value, total, message)
 
-    try:
-        return await pool.call_tool(spec, entry.tool, arguments, credential=credential, progress=progress)
-    except ProxyError as exc:
-        return tool_error(str(exc))
+    return await call_tool(tool_name, arguments, credential=credential, progress=progress)
 
 
 async def call_remote_tool(ctx: ServerRequestContext, args: dict[str, Any]) -> types.CallToolResult:
