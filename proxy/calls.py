@@ -47,8 +47,12 @@ async def call_tool(
     *,
     credential: str | None = None,
     progress: ProgressCallback | None = None,
+    caller: str | None = None,
 ) -> types.CallToolResult:
-    """Call a namespaced tool on its server; the server's result unchanged, or an in-band error."""
+    """Call a namespaced tool on its server; the server's result unchanged, or an in-band error.
+
+    `caller` names who asked (an API token's name, or None when auth is off), for the call history.
+    """
     snapshot = await current_snapshot()
     entry = snapshot.tools.get(tool_name)
     if entry is None:
