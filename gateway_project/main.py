@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=["stdio", "http"], help="default: GATEWAY_TRANSPORT")
     parser.add_argument("--host", help="default: GATEWAY_HOST")
     parser.add_argument("--port", type=int, help="default: GATEWAY_PORT")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="HTTP worker processes (production: several, with PostgreSQL and Redis)"
+    )
     parser.add_argument("--config", help="server config to import at start (default: SERVER_CONFIG_PATH)")
     parser.add_argument("--no-import", action="store_true", help="do not import the config file at start")
     parser.add_argument("--no-discover", action="store_true", help="do not discover new servers at start")
@@ -84,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     from django.conf import settings
 
     transport = ns.transport or settings.GATEWAY_TRANSPORT
+    if transport == "http":
+        from registry.checks import auth_off_refusal
+
+        if refusal := auth_off_refusal(ns.host or settings.GATEWAY_HOST):
+            print(f"mcp-orchestration-gateway: refusing to start: {refusal}", file=sys.stderr)
+            sys.exit(2)
     _prepare(ns.config, not ns.no_import)
     if not ns.no_discover:
         threading.Thread(target=_discover_new_servers, name="startup-discovery", daemon=True).start()
@@ -106,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         log_level=settings.GATEWAY_LOG_LEVEL.lower(),
         access_log=settings.GATEWAY_LOG_LEVEL == "DEBUG",
         lifespan="on",
+        workers=ns.workers,
+        # SIGTERM: stop accepting, let in-flight calls finish for this long, then close the
+        # downstream sessions and stdio children (the lifespan shutdown) and exit.
+        timeout_graceful_shutdown=settings.GATEWAY_SHUTDOWN_GRACE,
     )
 
 

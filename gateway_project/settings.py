@@ -76,6 +76,10 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Old keys, newest first: sessions signed and secrets encrypted with them still work (key rotation).
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", "")
+# Salt of the key that encrypts saved auth headers and env values (django-fernet-encrypted-fields).
+SALT_KEY = "mcp-orchestration-gateway.secrets-at-rest"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 # --- the original design's variables -------------------------------------------------------
@@ -103,6 +107,35 @@ MCP_GATEWAY_CALL_TIMEOUT = env_seconds("MCP_GATEWAY_CALL_TIMEOUT", 60.0, minimum
 MCP_GATEWAY_EXPOSE_TOOLS = env_bool("MCP_GATEWAY_EXPOSE_TOOLS", True)
 # How often a process asks the shared cache whether the tool catalog changed elsewhere.
 MCP_GATEWAY_CATALOG_POLL_INTERVAL = env_seconds("MCP_GATEWAY_CATALOG_POLL_INTERVAL", 0.5, minimum=0.05)
+# SSRF guard (registry/url_guard.py): HTTP servers on loopback or private networks only when allowed.
+# Metadata, link-local, unspecified and multicast addresses are refused whatever this says.
+MCP_GATEWAY_ALLOW_PRIVATE_NETWORKS = env_bool("MCP_GATEWAY_ALLOW_PRIVATE_NETWORKS", False)
+# Tool pinning (registry/pinning.py): tools seen for the first time are approved at once; off, they wait
+# for an admin like changed ones do.
+MCP_GATEWAY_AUTO_APPROVE_NEW_TOOLS = env_bool("MCP_GATEWAY_AUTO_APPROVE_NEW_TOOLS", True)
+# Longest tool or parameter description kept (registry/sanitize.py); longer ones are cut and flagged.
+MCP_GATEWAY_MAX_DESCRIPTION_LENGTH = env_int("MCP_GATEWAY_MAX_DESCRIPTION_LENGTH", 4000, minimum=100)
+# Per-server guards of the call path (proxy/supervision.py): consecutive failures that open a
+# server's circuit, how long it stays open, calls in flight per server, the largest result passed on.
+MCP_GATEWAY_CIRCUIT_FAILURES = env_int("MCP_GATEWAY_CIRCUIT_FAILURES", 5, minimum=1)
+MCP_GATEWAY_CIRCUIT_COOLDOWN = env_seconds("MCP_GATEWAY_CIRCUIT_COOLDOWN", 30.0, minimum=0.1)
+MCP_GATEWAY_MAX_CONCURRENT_CALLS = env_int("MCP_GATEWAY_MAX_CONCURRENT_CALLS", 32, minimum=1)
+MCP_GATEWAY_MAX_RESULT_BYTES = env_int("MCP_GATEWAY_MAX_RESULT_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Seconds between health probes of every enabled server (one process probes, holding a lease in the cache); 0: off.
+MCP_GATEWAY_HEALTH_INTERVAL = env_seconds("MCP_GATEWAY_HEALTH_INTERVAL", 30.0)
+# Days of call history kept; older records are pruned (prune_call_history, and hourly by the history writer).
+MCP_GATEWAY_CALL_HISTORY_DAYS = env_int("MCP_GATEWAY_CALL_HISTORY_DAYS", 30, minimum=1)
+# Largest arguments/result stored per call, for servers with store_call_payloads; bigger ones are cut.
+MCP_GATEWAY_CALL_PAYLOAD_MAX_BYTES = env_int("MCP_GATEWAY_CALL_PAYLOAD_MAX_BYTES", 16384, minimum=256)
+# /mcp without Mcp-Session-Id, so any process behind a round-robin load balancer can answer any
+# request. Off: 2025-era clients get sessions held by one process (sticky load balancing needed).
+GATEWAY_MCP_STATELESS = env_bool("GATEWAY_MCP_STATELESS", True)
+# Largest /mcp request body accepted; a bigger one is refused with 413 before it is parsed.
+GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+# On SIGTERM, how long in-flight requests may run before the process closes them and exits.
+GATEWAY_SHUTDOWN_GRACE = env_seconds("GATEWAY_SHUTDOWN_GRACE", 30.0, minimum=0.1)
+# GET /debug/runtime answers the process's asyncio task count, open files and memory (benchmarks/soak.py).
+GATEWAY_DEBUG_RUNTIME = env_bool("GATEWAY_DEBUG_RUNTIME", False)
 
 _LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 ALLOWED_HOSTS = env_list("GATEWAY_ALLOWED_HOSTS", ",".join(_LOOPBACK_HOSTS))
@@ -111,6 +144,22 @@ if GATEWAY_HOST not in ("0.0.0.0", "::", "") and GATEWAY_HOST not in ALLOWED_HOS
 # Origins a browser may call /mcp from (DNS-rebinding protection); loopback origins by default.
 MCP_ALLOWED_ORIGINS = env_list("GATEWAY_ALLOWED_ORIGINS", "http://127.0.0.1:*,http://localhost:*,http://[::1]:*")
 CSRF_TRUSTED_ORIGINS = env_list("GATEWAY_CSRF_TRUSTED_ORIGINS", "")
+# /mcp and /api/v1 need a bearer token (manage.py create_token). Off is allowed on loopback only.
+GATEWAY_AUTH = env_choice("GATEWAY_AUTH", "on", ("on", "off")) == "on"
+
+# Served over HTTPS (directly or behind a TLS-terminating proxy): secure cookies, HSTS, HTTP -> HTTPS.
+GATEWAY_HTTPS = env_bool("GATEWAY_HTTPS", False)
+SECURE_SSL_REDIRECT = GATEWAY_HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = GATEWAY_HTTPS
+SECURE_HSTS_SECONDS = env_int("GATEWAY_HSTS_SECONDS", 31536000 if GATEWAY_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("GATEWAY_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("GATEWAY_HSTS_PRELOAD", False)
+if env_bool("GATEWAY_TRUST_X_FORWARDED_PROTO", False):
+    # Only behind a proxy that sets this header itself: a client could otherwise claim HTTPS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS preload binds the whole registrable domain, a decision for its owner: opt in with GATEWAY_HSTS_PRELOAD.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -120,10 +169,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "registry",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The admin's CSS and JS, served by the gateway itself (no collectstatic, no separate web server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -151,9 +203,12 @@ ASGI_APPLICATION = "gateway_project.asgi.application"
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'gateway.sqlite3'}"), conn_max_age=60
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'gateway.sqlite3'}"), conn_max_age=60, conn_health_checks=True
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that is down or unreachable fails a request in seconds instead of hanging it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (admin, discovery, the MCP endpoint) write; wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -169,7 +224,8 @@ if STORAGE_BACKEND == "redis":
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "TIMEOUT": MCP_GATEWAY_TOOL_CACHE_TTL,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+            # Short: with Redis down or hung, each request waits at most this long before using the database.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
         }
     }
 else:
@@ -192,7 +248,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = DATA_DIR / "static"  # only for collectstatic; WhiteNoise serves from the apps' folders
+STATIC_ROOT.mkdir(exist_ok=True)
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {
@@ -200,7 +258,16 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # stderr always: in stdio mode stdout carries the MCP protocol.
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    # Credentials that slip into a log message anyway are masked (registry/redaction.py).
+    "filters": {"redact": {"()": "registry.redaction.RedactSecrets"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["stderr"], "level": GATEWAY_LOG_LEVEL},
     "loggers": {
         "httpx": {"level": "WARNING"},

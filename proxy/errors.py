@@ -25,3 +25,15 @@ def describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+class CircuitOpen(ProxyError):
+    """The server failed too often lately; calls are refused at once for a cool-down."""
+
+
+class Overloaded(ProxyError):
+    """Every call slot for the server stayed taken until the call's deadline."""
+
+
+class ResultTooLarge(ProxyError):
+    """The server's result is bigger than MCP_GATEWAY_MAX_RESULT_BYTES."""

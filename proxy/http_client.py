@@ -1,13 +1,32 @@
-"""The outbound HTTP client for streamable HTTP servers, with the headers each server may receive."""
+"""The outbound HTTP client for streamable HTTP servers: one connection pool per process, and the
+headers each server may receive.
+
+Every downstream session gets its own light `httpx2.AsyncClient`, carrying only its server's
+headers and timeouts, over the one connection pool the session pool holds open while it runs
+(`http_pool()`): connections are kept alive and reused across sessions, and a session costs no
+new pool, TLS context or socket. A client made outside a running pool (management commands,
+a per-call session in a short-lived event loop) gets a private pool, closed with the client.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx2
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT
 
 from registry.catalog import ServerSpec
+from registry.url_guard import guarded_transport
 
 from .errors import ProxyError
+
+# No cap on open connections: each persistent session may hold a standing GET stream, and a cap
+# shared by every server would let one busy server starve the others' calls.
+POOL_LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0)
+
+_shared: tuple[asyncio.AbstractEventLoop, httpx2.AsyncHTTPTransport] | None = None
 
 
 def outbound_headers(spec: ServerSpec, credential: str | None) -> dict[str, str]:
@@ -25,7 +44,57 @@ def outbound_headers(spec: ServerSpec, credential: str | None) -> dict[str, str]
     return {}
 
 
+def connection_pool() -> httpx2.AsyncHTTPTransport:
+    """The one place an outbound connection pool is built (the shared one and private ones)."""
+    # SSRF guard: every connection resolves, checks and connects to the checked address (registry/url_guard.py).
+    return guarded_transport(limits=POOL_LIMITS)
+
+
+@asynccontextmanager
+async def http_pool() -> AsyncIterator[httpx2.AsyncHTTPTransport]:
+    """Share one connection pool among the clients made in this event loop, until exit."""
+    global _shared
+    previous = _shared
+    transport = connection_pool()
+    _shared = (asyncio.get_running_loop(), transport)
+    try:
+        yield transport
+    finally:
+        _shared = previous
+        await transport.aclose()
+
+
+class _SharedPool(httpx2.AsyncBaseTransport):
+    """One client's door into the shared pool: closing the client leaves the pool open."""
+
+    def __init__(self, transport: httpx2.AsyncHTTPTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _pool_for_this_loop() -> httpx2.AsyncHTTPTransport | None:
+    shared = _shared
+    if shared is None:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return shared[1] if shared[0] is loop else None
+
+
 def http_client(spec: ServerSpec, headers: dict[str, str]) -> httpx2.AsyncClient:
+    """A client for one session with `spec`'s server; the caller closes it when the session ends."""
     timeout = httpx2.Timeout(spec.connect_timeout, read=max(spec.timeout, MCP_DEFAULT_SSE_READ_TIMEOUT))
-    # Redirects are not followed: a server must not bounce the gateway (and its headers) elsewhere.
-    return httpx2.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False)
+    shared = _pool_for_this_loop()
+    transport = _SharedPool(shared) if shared is not None else connection_pool()
+    # Redirects are never followed, not even within the origin (the SDK's transport follows those up to
+    # max_redirects): a server must not bounce the gateway, and the headers it holds, elsewhere.
+    return httpx2.AsyncClient(
+        headers=headers, timeout=timeout, follow_redirects=False, max_redirects=0, transport=transport
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,7 +16,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from .discovery import discover_server_tools
+from .encryption import UnreadableSecrets
 from .models import Server, Tool
+from .pinning_admin import ApprovalFilter, ToolApprovalAdminMixin
+from .stdio_commands import (
+    COMMAND_FIELDS,
+    CommandConfirmationField,
+    check_command_change,
+    command_line,
+    environment_names,
+    may_register_commands,
+)
 
 MASK = "••••••••"
 
@@ -59,6 +70,8 @@ class ServerForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         help_text='stdio: JSON list of arguments, e.g. ["--port", "3000"]. Passed as is, never through a shell.',
     )
+    command_confirmation = CommandConfirmationField()
+    user: Any = None  # the admin user, set by ServerAdmin.get_form (stdio commands are for superusers)
 
     class Meta:
         model = Server
@@ -75,6 +88,7 @@ class ServerForm(forms.ModelForm):
             "auth_headers",
             "timeout",
             "connection_mode",
+            "store_call_payloads",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -85,22 +99,41 @@ class ServerForm(forms.ModelForm):
             if saved:
                 shown = ", ".join(f"{key}: {MASK}" for key in sorted(saved))
                 self.fields[name].help_text = f"Saved: {shown}. " + self.fields[name].help_text
+                if isinstance(saved, UnreadableSecrets):
+                    self.fields[name].help_text = f"{saved.message}. " + self.fields[name].help_text
         if self.instance.pk is None:
             self.fields.pop("clear_auth_headers")
-            self.fields.pop("clear_env")
+            self.fields.pop("clear_env", None)
+        if not may_register_commands(self.user):
+            for name in COMMAND_FIELDS:
+                self.fields.pop(name, None)
 
     def _merged(self, name: str) -> dict[str, str]:
         if self.cleaned_data.get(f"clear_{name}"):
             return {}
         new = self.cleaned_data.get(name)
         if new is None:
-            return dict(getattr(self.instance, name, None) or {}) if self.instance.pk else {}
+            saved = getattr(self.instance, name, None) or {}
+            if isinstance(saved, UnreadableSecrets):
+                return saved  # kept as saved: the model's clean() asks for them again
+            return dict(saved) if self.instance.pk else {}
         return new
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         data["args"] = data.get("args") or []
+        check_command_change(self, data, self._merged("env") if "env" in self.fields else None)
         return data
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # Model errors about fields this user is not shown (a stdio command) become form-wide errors.
+        if hasattr(errors, "error_dict"):
+            regrouped: dict[str, list[Any]] = {}
+            for name, messages in errors.error_dict.items():
+                key = name if name in self.fields else NON_FIELD_ERRORS
+                regrouped.setdefault(key, []).extend(messages)
+            errors = ValidationError(regrouped)
+        super()._update_errors(errors)
 
     def _post_clean(self) -> None:
         # Model validation sees the merged secrets, not the blank "keep" value.
@@ -136,6 +169,7 @@ class ServerAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "status",
+        "probe_health",
         "transport",
         "enabled",
         "tools_link",
@@ -144,6 +178,7 @@ class ServerAdmin(admin.ModelAdmin):
         "auth_type",
     ]
     list_display_links = ["name"]
+    list_select_related = ["health_probe"]  # the monitoring app's last health probe (reverse one-to-one)
     list_filter = ["enabled", "transport", "auth_type", "connection_mode"]
     search_fields = ["name", "description", "url", "command"]
     actions = ["discover_now", "enable", "disable"]
@@ -152,19 +187,37 @@ class ServerAdmin(admin.ModelAdmin):
     change_form_template = "admin/registry/server/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "description", "enabled", "state"]}),
-        ("Connection", {"fields": ["transport", "url", "command", "args", "env", "clear_env", "command_line"]}),
+        (
+            "Connection",
+            {
+                "fields": [
+                    "transport",
+                    "url",
+                    "command",
+                    "args",
+                    "env",
+                    "clear_env",
+                    "command_line",
+                    "command_confirmation",
+                ]
+            },
+        ),
         ("Authentication", {"fields": ["auth_type", "auth_headers", "clear_auth_headers"]}),
-        ("Calls", {"fields": ["timeout", "connection_mode"]}),
+        ("Calls", {"fields": ["timeout", "connection_mode", "store_call_payloads"]}),
     ]
 
     def get_fieldsets(self, request: HttpRequest, obj: Server | None = None) -> list[Any]:
-        if obj is not None:
-            return self.fieldsets
-        # No saved secrets to clear, no state to show, on a new server.
-        return [
-            (title, {"fields": [f for f in opts["fields"] if f not in ("clear_env", "clear_auth_headers", "state")]})
-            for title, opts in self.fieldsets
-        ]
+        hidden: set[str] = set()
+        if obj is None:
+            hidden |= {"clear_env", "clear_auth_headers", "state"}  # no saved secrets to clear, no state to show
+        if not may_register_commands(request.user):
+            hidden |= set(COMMAND_FIELDS)  # shown read-only as the command line instead
+        return [(title, {"fields": [f for f in opts["fields"] if f not in hidden]}) for title, opts in self.fieldsets]
+
+    def get_form(self, request: HttpRequest, obj: Server | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user
+        return form
 
     @admin.display(description="status")
     def status(self, server: Server) -> str:
@@ -174,6 +227,22 @@ class ServerAdmin(admin.ModelAdmin):
             colours[server.health],
             server.last_error[:300],
             server.health,
+        )
+
+    @admin.display(description="health probe", ordering="health_probe__status")
+    def probe_health(self, server: Server) -> str:
+        probe = getattr(server, "health_probe", None)  # monitoring.ServerHealth, without importing monitoring
+        if probe is None or probe.checked_at is None:
+            return "—"
+        colours = {"healthy": "#2e7d32", "unhealthy": "#c62828", "unknown": "#ef6c00"}
+        latency = f" {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
+        title = f"checked {timesince(probe.checked_at)} ago" + (f": {probe.last_error}" if probe.last_error else "")
+        return format_html(
+            '<span style="color:{};font-weight:bold" title="{}">● {}{}</span>',
+            colours.get(probe.status, "#757575"),
+            title[:400],
+            probe.status,
+            latency,
         )
 
     @admin.display(description="tools", ordering="tool_count")
@@ -215,10 +284,11 @@ class ServerAdmin(admin.ModelAdmin):
     def command_line(self, server: Server) -> str:
         if server.transport != Server.Transport.STDIO or not server.command:
             return "—"
-        argv = [server.command, *server.args]
-        env = f"with environment: {', '.join(sorted(server.env))}" if server.env else ""
+        env = f"With the environment variables {environment_names(server.env)}." if server.env else ""
         return format_html(
-            "<code>{}</code><br><small>Executed directly, without a shell. {}</small>", json.dumps(argv), env
+            "<code>{}</code><br><small>Executed directly, without a shell. {}</small>",
+            command_line(server.command, server.args),
+            env,
         )
 
     def _discover(self, request: HttpRequest, servers: list[Server]) -> None:
@@ -266,9 +336,17 @@ class ServerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Tool)
-class ToolAdmin(admin.ModelAdmin):
-    list_display = ["namespaced_name", "server_link", "title", "short_description", "last_seen_at"]
-    list_filter = ["server"]
+class ToolAdmin(ToolApprovalAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "namespaced_name",
+        "server_link",
+        "approval",
+        "flag_count",
+        "title",
+        "short_description",
+        "last_seen_at",
+    ]
+    list_filter = [ApprovalFilter, "server"]
     search_fields = ["namespaced_name", "name", "title", "description"]
     list_select_related = ["server"]
     fields = [
@@ -280,7 +358,10 @@ class ToolAdmin(admin.ModelAdmin):
         "input_schema_pretty",
         "output_schema_pretty",
         "annotations_pretty",
+        "approval_state",
+        "flag_list",
         "definition_hash",
+        "announced_pretty",
         "first_seen_at",
         "last_seen_at",
     ]
@@ -319,3 +400,6 @@ class ToolAdmin(admin.ModelAdmin):
     @admin.display(description="annotations")
     def annotations_pretty(self, tool: Tool) -> str:
         return self._pretty(tool.annotations)
+
+
+from .token_admin import ApiTokenAdmin  # noqa: E402, F401  (API tokens have their own module)

@@ -21,3 +21,13 @@ class RegistryConfig(AppConfig):
         for model in (Server, Tool):
             post_save.connect(changed, sender=model, weak=False, dispatch_uid=f"catalog-{model.__name__}-save")
             post_delete.connect(changed, sender=model, weak=False, dispatch_uid=f"catalog-{model.__name__}-delete")
+
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .api_tokens import bump_token_version
+        from .models import ApiToken
+
+        def tokens_changed(**kwargs: object) -> None:
+            bump_token_version()
+
+        post_save.connect(tokens_changed, sender=ApiToken, weak=False, dispatch_uid="api-tokens-save")
+        post_delete.connect(tokens_changed, sender=ApiToken, weak=False, dispatch_uid="api-tokens-delete")

@@ -9,6 +9,7 @@ the environment, so secrets can stay out of the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .models import SERVER_NAME_MAX, SERVER_NAME_RE, Server
+from .url_guard import BlockedAddress, check_server_url
 
 TRANSPORT_ALIASES = {"stdio": "stdio", "http": "http", "streamable-http": "http", "streamable_http": "http"}
 AUTH_TYPES = {"none", "static", "forward"}
@@ -124,7 +126,9 @@ def _parse_server(name: Any, raw: Any, where: str) -> ServerConfig:
         raise ConfigError(f"{where}: field 'enabled' must be true or false")
     config.enabled = enabled
     timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf  # not NaN
+    ):
         raise ConfigError(f"{where}: field 'timeout' must be a positive number of seconds")
     config.timeout = float(timeout) if timeout is not None else None
     if config.connection_mode not in ("", "persistent", "stateless"):
@@ -191,6 +195,13 @@ def read_config_file(path: str | Path) -> list[ServerConfig]:
 @transaction.atomic
 def import_servers(configs: list[ServerConfig], *, prune: bool = False) -> ImportReport:
     report = ImportReport()
+    for config in configs:
+        # Configs built without parse_config (import_servers --url) meet the SSRF guard here.
+        if config.transport == "http":
+            try:
+                check_server_url(config.url)
+            except BlockedAddress as exc:
+                raise ConfigError(f"server '{config.name}': field 'url': {exc}") from None
     existing = {s.name: s for s in Server.objects.select_for_update()}
     for config in configs:
         fields = config.model_fields()

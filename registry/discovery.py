@@ -7,7 +7,10 @@ Every entry point (the admin action, `manage.py discover`, `import_servers --dis
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +20,10 @@ from django.utils import timezone
 
 from .catalog import ServerSpec, bump_version, server_spec
 from .models import Server, Tool, definition_hash
+from .pinning import pin_new_tool
+from .sanitize import sanitize_definition
 
 logger = logging.getLogger(__name__)
-
-MAX_DESCRIPTION = 10_000
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DiscoveryResult:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     tools: list[Tool] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # not served until approved (registry/pinning.py)
 
     @property
     def summary(self) -> str:
@@ -41,7 +45,7 @@ class DiscoveryResult:
         return (
             f"{self.server}: {len(self.tools)} tools ({len(self.added)} new, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged)"
-        )
+        ) + (f"; {len(self.quarantined)} awaiting approval in the admin" if self.quarantined else "")
 
 
 def tool_definition(tool: Any) -> dict[str, Any]:
@@ -59,7 +63,37 @@ async def _list_tools(spec: ServerSpec, credential: str | None) -> list[dict[str
     return [tool_definition(t) for t in tools]
 
 
+# Discoveries running in this process, by (server, credential): a caller arriving while one runs
+# waits for its result instead of sending another tools/list (single flight).
+_running: dict[tuple[int | str, str], Future[DiscoveryResult]] = {}
+_running_lock = threading.Lock()
+
+
 def discover_server_tools(server: Server, *, credential: str | None = None) -> DiscoveryResult:
+    # An unsaved server (pk None) shares its discovery with nobody.
+    key = (server.pk or f"unsaved-{id(server)}", hashlib.sha256(credential.encode()).hexdigest() if credential else "")
+    with _running_lock:
+        running = _running.get(key)
+        if running is None:
+            mine: Future[DiscoveryResult] = Future()
+            _running[key] = mine
+    if running is not None:
+        result = running.result()
+        server.refresh_from_db()
+        return result
+    try:
+        result = _discover_now(server, credential)
+        mine.set_result(result)
+        return result
+    except BaseException as exc:
+        mine.set_exception(exc)
+        raise
+    finally:
+        with _running_lock:
+            del _running[key]
+
+
+def _discover_now(server: Server, credential: str | None) -> DiscoveryResult:
     from proxy.errors import ProxyError
 
     spec = server_spec(server, connection_mode="stateless")
@@ -88,6 +122,9 @@ def record_discovery_error(server: Server, message: str) -> DiscoveryResult:
 def store_discovered_tools(server: Server, definitions: list[dict[str, Any]]) -> DiscoveryResult:
     result = DiscoveryResult(server=server.name, ok=True)
     now = timezone.now()
+    # The server row's lock serializes discoveries of one server across processes (PostgreSQL; on
+    # SQLite the IMMEDIATE transaction does), so concurrent ones leave one consistent tool set.
+    Server.objects.select_for_update().filter(pk=server.pk).first()
     existing = {t.name: t for t in Tool.objects.select_for_update().filter(server=server)}
     seen: set[str] = set()
     for definition in definitions:
@@ -96,30 +133,44 @@ def store_discovered_tools(server: Server, definitions: list[dict[str, Any]]) ->
             logger.warning("server %s lists tool %r twice; keeping the first", server.name, name)
             continue
         seen.add(name)
+        # The hash pins what the server announced; what is stored, indexed and served is sanitized.
         digest = definition_hash(definition)
+        clean = sanitize_definition(definition)
+        shown = clean.definition
         fields = {
             "namespaced_name": server.namespaced(name),
-            "title": (definition.get("title") or definition.get("annotations", {}).get("title") or "")[:500],
-            "description": (definition.get("description") or "")[:MAX_DESCRIPTION],
-            "input_schema": definition.get("inputSchema") or {"type": "object"},
-            "output_schema": definition.get("outputSchema"),
-            "annotations": definition.get("annotations"),
+            "title": (shown.get("title") or (shown.get("annotations") or {}).get("title") or "")[:500],
+            "description": shown.get("description") or "",
+            "input_schema": shown.get("inputSchema") or {"type": "object"},
+            "output_schema": shown.get("outputSchema"),
+            "annotations": shown.get("annotations"),
             "definition_hash": digest,
+            "announced_definition": definition,
+            "flags": clean.flags,
             "last_seen_at": now,
         }
         tool = existing.get(name)
         if tool is None:
-            tool = Tool.objects.create(server=server, name=name, **fields)
+            tool = Tool(server=server, name=name, **fields)
+            pin_new_tool(tool)
+            tool.save()
             result.added.append(tool.namespaced_name)
         elif tool.definition_hash != digest:
             for key, value in fields.items():
                 setattr(tool, key, value)
-            tool.save()
+            tool.save()  # the approved hash stays: a changed definition is quarantined until approved
             result.changed.append(tool.namespaced_name)
         else:
+            # Same definition; what sanitizing makes of it may differ after a settings change.
+            stale = [key for key, value in fields.items() if getattr(tool, key) != value]
+            for key in stale:
+                setattr(tool, key, fields[key])
             tool.last_seen_at = now
-            tool.save(update_fields=["last_seen_at"])
+            tool.save(update_fields=list({"last_seen_at", *stale}))
             result.unchanged += 1
+        if tool.quarantined:
+            result.quarantined.append(tool.namespaced_name)
+            logger.warning("tool %s is quarantined until an admin approves its definition", tool.namespaced_name)
         result.tools.append(tool)
     vanished = [t for n, t in existing.items() if n not in seen]
     if vanished:

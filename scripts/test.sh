@@ -11,6 +11,12 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
 export PATH="$PWD/.venv/bin:$PATH"
+# The dashboard's browser test drives Debian's Chromium (Playwright never downloads a browser here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium (Debian package) for tests/test_dashboard_browser.py"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 
 echo "== tests on SQLite + in-process cache"
 GATEWAY_CACHE_PREFIX="test-run-$$" python -m pytest "$@"

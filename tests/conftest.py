@@ -46,6 +46,12 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
+@pytest.fixture(autouse=True)
+def allow_loopback_servers(settings) -> None:
+    """Our test servers listen on 127.0.0.1: allow loopback for every test (test_ssrf.py turns it off)."""
+    settings.MCP_GATEWAY_ALLOW_PRIVATE_NETWORKS = True
+
+
 @pytest.fixture(scope="session")
 def probe_http_url() -> Iterator[str]:
     """The probe server over streamable HTTP, for the whole session."""
@@ -96,6 +102,8 @@ class Gateway:
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator:
     """Start the real gateway (uvicorn + the ASGI app) on the test database; stopped after the test."""
+    from django.conf import settings
+
     started: list[Gateway] = []
 
     def start(**env: str) -> Gateway:
@@ -106,6 +114,12 @@ def start_gateway(tmp_path: Path) -> Iterator:
             "DATABASE_URL": database_url(),
             "GATEWAY_DATA_DIR": str(tmp_path / "data"),
             "GATEWAY_LOG_LEVEL": "info",
+            # Loopback only, so auth may be off; tests of inbound auth pass GATEWAY_AUTH="on".
+            "GATEWAY_AUTH": "off",
+            # The probe servers listen on 127.0.0.1 (tests/test_ssrf.py turns this off to test the guard).
+            "MCP_GATEWAY_ALLOW_PRIVATE_NETWORKS": "true",
+            # The test process's key, so the gateway decrypts the secrets the tests saved.
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
             **env,
         }
         cmd = [

@@ -140,3 +140,13 @@ def test_disabling_in_the_admin_takes_the_servers_tools_out_of_the_catalog_at_on
     admin.post(reverse("admin:registry_server_changelist"), {"action": "disable", "_selected_action": [probe.pk]})
     assert "probe__echo" not in catalog.current().tools
     assert "probe" in catalog.current().disabled
+
+
+def test_the_running_gateway_serves_the_admin_styles(start_gateway):
+    import httpx
+
+    gateway = start_gateway()
+    response = httpx.get(f"{gateway.url}/static/admin/css/base.css", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert "body" in response.text

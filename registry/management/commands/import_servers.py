@@ -32,7 +32,10 @@ class Command(BaseCommand):
                 configs = read_config_file(source)
             except ConfigError as exc:
                 raise CommandError(f"{exc}\nNothing was imported.") from None
-        report = import_servers(configs, prune=bool(options["prune"]))
+        try:
+            report = import_servers(configs, prune=bool(options["prune"]))
+        except ConfigError as exc:
+            raise CommandError(f"{exc}\nNothing was imported.") from None
         for label, names in (
             ("created", report.created),
             ("updated", report.updated),
