@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,6 +122,8 @@ def postgres() -> Iterator[PrivatePostgres]:
         server.init()
     except (OSError, subprocess.CalledProcessError) as exc:
         server.remove()
+        if os.environ.get("GATEWAY_REQUIRE_PRODUCTION_TESTS") == "1":
+            pytest.fail(f"cannot run a private PostgreSQL here, and the production tests are mandatory: {exc}")
         pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
     yield server
     server.remove()
@@ -166,6 +169,86 @@ def test_with_the_database_down_calls_keep_working_and_the_rest_fails_fast_and_c
     recovered = httpx.get(f"{gateway.url}/api/v1/servers", timeout=30)
     assert recovered.status_code == 200 and "probe" in recovered.text
     assert " 500 " not in gateway.log.read_text()
+
+
+class Load:
+    """Calls and searches in a loop from another thread, each on a fresh client session, counting failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for tool, arguments, expect in (
+                ("probe__echo", {"text": "load"}, "load"),
+                ("tool_search", {"query": "echo text"}, "probe__echo"),
+            ):
+                try:
+                    is_error, text = anyio.run(call, self.url, tool, arguments)
+                    if is_error or expect not in text:
+                        self.failures.append(f"{tool}: {text[:200]}")
+                except Exception as exc:
+                    self.failures.append(f"{tool}: {type(exc).__name__}: {exc}")
+                self.done += 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.production
+def test_calls_and_searches_under_load_survive_the_database_stopping_and_starting(postgres, start_gateway, tmp_path):
+    config = tmp_path / "servers.json"
+    config.write_text(json.dumps({"mcpServers": {"probe": {"command": PYTHON, "args": [str(PROBE), "stdio"]}}}))
+    manage(postgres.url, "migrate", data_dir=tmp_path / "data")
+    manage(postgres.url, "import_servers", str(config), "--discover", data_dir=tmp_path / "data")
+    gateway = start_gateway(DATABASE_URL=postgres.url, DJANGO_SECRET_KEY="test")
+    assert anyio.run(call, gateway.mcp_url, "probe__echo", {"text": "up"}) == (False, "up")
+
+    with Load(gateway.mcp_url) as load:
+        time.sleep(2)
+        postgres.stop()
+        stopped_at = load.done
+        time.sleep(4)
+        assert load.done > stopped_at, "no request completed while the database was down"
+        postgres.start()
+        time.sleep(3)
+    assert load.failures == []
+    assert load.done > 10
+    log = gateway.log.read_text()
+    assert " 500 " not in log and "Exception in ASGI application" not in log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_calls_and_searches_under_load_survive_redis_stopping_and_starting(shared_redis, redis_server, start_gateway):
+    gateways = [start_gateway(**shared_redis), start_gateway(**shared_redis)]
+    loads = [Load(g.mcp_url) for g in gateways]
+    for load in loads:
+        load.__enter__()
+    try:
+        time.sleep(2)
+        redis_server.stop()
+        stopped_at = [load.done for load in loads]
+        time.sleep(4)
+        assert all(load.done > n for load, n in zip(loads, stopped_at, strict=True))
+        redis_server.start()
+        time.sleep(3)
+    finally:
+        for load in loads:
+            load.__exit__(None, None, None)
+    assert [load.failures for load in loads] == [[], []]
+    for gateway in gateways:
+        log = gateway.log.read_text()
+        assert " 500 " not in log and "Exception in ASGI application" not in log
 
 
 # --- SIGTERM ------------------------------------------------------------------------------------
