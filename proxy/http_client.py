@@ -21,6 +21,7 @@ from registry.catalog import ServerSpec
 from registry.url_guard import guarded_transport
 
 from .errors import ProxyError
+from .results import sse_event_limit
 
 # No cap on open connections: each persistent session may hold a standing GET stream, and a cap
 # shared by every server would let one busy server starve the others' calls.
@@ -64,6 +65,44 @@ async def http_pool() -> AsyncIterator[httpx2.AsyncHTTPTransport]:
         await transport.aclose()
 
 
+class BodyTooLarge(httpx2.StreamError):
+    """A plain JSON response body grew past the read limit; only that response is dropped."""
+
+
+class _BoundedBody(httpx2.AsyncByteStream):
+    def __init__(self, stream: httpx2.AsyncByteStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._stream:
+            seen += len(chunk)
+            if seen > self._limit:
+                raise BodyTooLarge(f"the response body passed the gateway's byte limit ({self._limit:,} bytes)")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _BoundedJSON(httpx2.AsyncBaseTransport):
+    """Stops reading a plain JSON response at the limit (SSE events are bounded by the SDK per event),
+    so a server answering with an endless or huge body costs the gateway at most the limit."""
+
+    def __init__(self, transport: httpx2.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._transport.handle_async_request(request)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            response.stream = _BoundedBody(response.stream, sse_event_limit())  # type: ignore[arg-type]
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
 class _SharedPool(httpx2.AsyncBaseTransport):
     """One client's door into the shared pool: closing the client leaves the pool open."""
 
@@ -92,7 +131,7 @@ def http_client(spec: ServerSpec, headers: dict[str, str]) -> httpx2.AsyncClient
     """A client for one session with `spec`'s server; the caller closes it when the session ends."""
     timeout = httpx2.Timeout(spec.connect_timeout, read=max(spec.timeout, MCP_DEFAULT_SSE_READ_TIMEOUT))
     shared = _pool_for_this_loop()
-    transport = _SharedPool(shared) if shared is not None else connection_pool()
+    transport = _BoundedJSON(_SharedPool(shared) if shared is not None else connection_pool())
     # Redirects are never followed, not even within the origin (the SDK's transport follows those up to
     # max_redirects): a server must not bounce the gateway, and the headers it holds, elsewhere.
     return httpx2.AsyncClient(

@@ -4,8 +4,8 @@ The size is the bytes of the result's payload (text, base64 data, resource conte
 JSON of `structuredContent`), measured after the SDK has parsed the response. Over streamable
 HTTP the read itself is bounded too: the SDK stops reading a server-sent event longer than
 `sse_event_limit()` (twice the limit plus 64 KiB, for JSON escaping and the structured copy),
-so a huge result is never buffered whole. Not bounded while read: a server answering with a
-plain JSON body (not SSE), and stdio, whose SDK reader buffers a line whole.
+so a huge result is never buffered whole; a plain JSON body is cut at the same size by the HTTP
+client (proxy/http_client.py). Not bounded while read: stdio, whose SDK reader buffers a line whole.
 """
 
 from __future__ import annotations

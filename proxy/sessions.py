@@ -532,7 +532,7 @@ async def _call(
             f"server '{spec.name}' did not answer {tool} within {spec.timeout:g}s (the server's call timeout)"
         ) from None
     except MCPError as exc:
-        if exc.error.code == types.CONNECTION_CLOSED and "byte limit" in exc.error.message:
+        if "byte limit" in exc.error.message and exc.error.code in (types.CONNECTION_CLOSED, types.PARSE_ERROR):
             raise too_large_while_read(spec, tool) from None  # only that response's stream was dropped
         if exc.error.code == types.CONNECTION_CLOSED:
             conn.abandon()

@@ -349,6 +349,7 @@ def hostile_http_url() -> Iterator[str]:
         ("stdio", "garbage", "server 'hostile' did not answer garbage within 3s"),
         ("stdio", "wrong_id", "server 'hostile' did not answer wrong_id within 3s"),
         ("http", "html", "server 'hostile' rejected the call to html: Unexpected content type: text/html"),
+        ("http", "endless", "the result of endless on server 'hostile' is bigger than the gateway reads"),
     ],
 )
 def test_hostile_output_fails_that_call_only_with_a_clear_error(

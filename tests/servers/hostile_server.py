@@ -5,19 +5,21 @@
 
 It answers initialize and tools/list correctly; tools/call then goes wrong, by tool:
 garbage (a line that is not JSON, then nothing), wrong_id (an answer to a request never made),
-and over HTTP html (a 200 text/html page instead of JSON-RPC). `fine` answers correctly.
+and over HTTP html (a 200 text/html page instead of JSON-RPC) and endless (a JSON body that never
+ends). `fine` answers correctly.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
 
 TOOLS = [
     {"name": name, "description": f"Misbehave: {name}.", "inputSchema": {"type": "object"}}
-    for name in ("garbage", "wrong_id", "html", "fine")
+    for name in ("garbage", "wrong_id", "html", "endless", "fine")
 ]
 
 
@@ -65,8 +67,12 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not event.get("more_body"):
             break
     status, ctype, payload = 202, b"application/json", b""
+    message = json.loads(body) if scope["method"] == "POST" else {}
+    if message.get("method") == "tools/call" and message["params"]["name"] == "endless":
+        await endless_json(message["id"], receive, send)
+        return
     if scope["method"] == "POST":
-        reply = answer(json.loads(body))
+        reply = answer(message)
         if isinstance(reply, str):
             status, ctype, payload = 200, b"text/html", reply.encode()
         elif reply is not None:
@@ -75,6 +81,22 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status = 405
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def endless_json(msg_id: Any, receive: Any, send: Any) -> None:
+    """A 200 application/json answer whose text never ends, until the client hangs up."""
+    hung_up = asyncio.ensure_future(receive())  # the next event of a request that was read whole: http.disconnect
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    start = json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": {"content": [{"type": "text", "text": ""}]}})
+    await send({"type": "http.response.body", "body": start[: start.rindex('""') + 1].encode(), "more_body": True})
+    chunk = b"x" * 65536
+    try:
+        while not hung_up.done():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await asyncio.sleep(0)
+    except Exception:  # the client went away
+        pass
+    hung_up.cancel()
 
 
 def main() -> None:
