@@ -442,3 +442,16 @@ def test_stored_errors_are_redacted(text, kept):
     assert CANARY not in redacted and "a3f9e0b1c2d3" not in redacted and kept in redacted
     path = "/usr/lib/python3.11/site-packages/mcp/client.py"
     assert path in redact(f"at {path}")  # long, but not credential-shaped
+
+
+def test_with_auth_on_metrics_need_a_token_or_a_staff_login(client, admin_user):
+    from registry.models import ApiToken
+
+    _, raw = ApiToken.objects.create_token("prometheus")
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert scraped.status_code == 200 and b"mcp_gateway_tool_calls" in scraped.content
+    client.force_login(admin_user)
+    assert client.get("/metrics").status_code == 200
