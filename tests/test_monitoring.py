@@ -455,3 +455,21 @@ def test_with_auth_on_metrics_need_a_token_or_a_staff_login(client, admin_user):
     assert scraped.status_code == 200 and b"mcp_gateway_tool_calls" in scraped.content
     client.force_login(admin_user)
     assert client.get("/metrics").status_code == 200
+
+
+def test_with_a_shared_multiprocess_dir_one_scrape_counts_every_process(start_gateway, probe, tmp_path):
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {"MCP_GATEWAY_HEALTH_INTERVAL": "0", "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    first, second = start_gateway(**env), start_gateway(**env)
+    alone = start_gateway(MCP_GATEWAY_HEALTH_INTERVAL="0")
+
+    async def echo(url: str) -> None:
+        async with Client(url) as client:
+            await client.call_tool("probe__echo", {"text": "counted"})
+
+    for gateway in (first, second, alone):
+        anyio.run(echo, gateway.mcp_url)
+    key = ("mcp_gateway_tool_calls_total", frozenset({("server", "probe"), ("tool", "probe__echo"), ("outcome", "ok")}))
+    assert samples(httpx.get(f"{first.url}/metrics").text)[key] == 2  # both processes sharing the directory
+    assert samples(httpx.get(f"{alone.url}/metrics").text)[key] == 1  # its own calls only

@@ -357,3 +357,21 @@ def test_gateway_https_redirects_the_admin_to_https_but_not_the_health_check(sta
     assert httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200
     plain = start_gateway(GATEWAY_HTTPS="false")
     assert httpx.get(f"{plain.url}/admin/", timeout=10).status_code == 302  # to the login page
+
+
+def test_hsts_and_forwarded_proto_settings_shape_the_https_headers(start_gateway):
+    # A TLS proxy on another host: uvicorn itself trusts X-Forwarded-Proto only from FORWARDED_ALLOW_IPS.
+    remote_proxy = {"FORWARDED_ALLOW_IPS": "192.0.2.1", "GATEWAY_HTTPS": "true"}
+    behind_proxy = start_gateway(
+        **remote_proxy,
+        GATEWAY_TRUST_X_FORWARDED_PROTO="true",
+        GATEWAY_HSTS_SECONDS="600",
+        GATEWAY_HSTS_INCLUDE_SUBDOMAINS="false",
+        GATEWAY_HSTS_PRELOAD="true",
+    )
+    response = httpx.get(f"{behind_proxy.url}/admin/login/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert response.status_code == 200  # the proxy said https: no redirect loop
+    assert response.headers["strict-transport-security"] == "max-age=600; preload"
+    untrusted = start_gateway(**remote_proxy)
+    redirected = httpx.get(f"{untrusted.url}/admin/login/", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert redirected.status_code == 301  # X-Forwarded-Proto is ignored unless trusted
