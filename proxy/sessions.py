@@ -66,6 +66,9 @@ class LogForward:
 CLIENT_INFO = types.Implementation(name="mcp-orchestration-gateway", version="0.2.0")
 
 
+LISTEN_ACK_WAIT = 2.0  # seconds a new session waits for a 2026-era server to acknowledge its tool-change stream
+
+
 class Connection:
     """One open MCP session with one server, owned by the task running `run()`."""
 
@@ -104,8 +107,13 @@ class Connection:
                     if self._pid_file is not None and (pid := stdio_pid(self._pid_file)):
                         self.pid = pid
                         watch_group(pid)
-                    self.ready.set()
-                    await self._listen_for_tool_changes(client)
+                    async with anyio.create_task_group() as tg:
+                        # Ready once a 2026-era server has acknowledged the tool-change stream: it does not
+                        # replay, so a change announced before the ack (by the very first call) would be
+                        # missed. Never later than LISTEN_ACK_WAIT, and at once for servers without it.
+                        tg.start_soon(self._ready_after, LISTEN_ACK_WAIT)
+                        await self._listen_for_tool_changes(client)
+                        self.ready.set()
                     await anyio.sleep_forever()
             except Exception as exc:  # reported to the waiting caller, not raised into the pool's task group
                 self.error = exc
@@ -142,6 +150,10 @@ class Connection:
             message_handler=self._on_message,
         )
 
+    async def _ready_after(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        self.ready.set()
+
     def _transport_ended(self) -> None:
         # The child's stdout ended: it exited (or closed it). End the session now, not at the next call.
         if not self._closing:
@@ -159,6 +171,7 @@ class Connection:
             try:
                 async with client.listen(tools_list_changed=True) as subscription:
                     acknowledged = True
+                    self.ready.set()
                     async for _event in subscription:
                         self._on_tools_changed(self)
             except Exception as exc:  # refused, or the stream dropped (an idle HTTP stream times out): calls still work
