@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tests" / "servers" / "probe_server.py"
+pytest_plugins = ["tests.private_services"]  # the redis_server and postgres fixtures
 PYTHON = sys.executable
 
 

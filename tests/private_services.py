@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from glob import glob
 from pathlib import Path
 
@@ -125,3 +126,29 @@ def wait_until_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.1)
     return [p for p in pids if alive(p)]
+
+
+# Fixtures (registered for every test module through `pytest_plugins` in conftest.py).
+
+
+@pytest.fixture
+def redis_server() -> Iterator[PrivateRedis]:
+    server = private_redis()
+    server.start()
+    yield server
+    server.resume()  # in case a test left it paused
+    server.stop()
+
+
+@pytest.fixture
+def postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        server.init()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        server.remove()
+        if os.environ.get("GATEWAY_REQUIRE_PRODUCTION_TESTS") == "1":
+            pytest.fail(f"cannot run a private PostgreSQL here, and the production tests are mandatory: {exc}")
+        pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
+    yield server
+    server.remove()

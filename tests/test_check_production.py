@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from .conftest import PYTHON, ROOT
-from .private_services import PrivatePostgres, PrivateRedis, private_redis
 
 
 def check_production(**env: str) -> subprocess.CompletedProcess:
@@ -35,26 +33,6 @@ def test_a_development_setup_is_refused_with_what_to_change(tmp_path):
     assert "DJANGO_SECRET_KEY is not set" in out
     assert "GATEWAY_AUTH is off" in out
     assert "problem(s) to fix before running in production" in out
-
-
-@pytest.fixture
-def redis_server() -> Iterator[PrivateRedis]:
-    server = private_redis()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        server.init()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        server.remove()
-        pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
-    yield server
-    server.remove()
 
 
 @pytest.mark.production

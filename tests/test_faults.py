@@ -23,7 +23,7 @@ from registry.discovery import discover_server_tools
 from registry.models import Server
 
 from .conftest import PROBE, PYTHON, ROOT, database_url, free_port, wait_for_port
-from .private_services import PrivatePostgres, PrivateRedis, children_of, private_redis, wait_until_gone
+from .private_services import children_of, wait_until_gone
 
 HOSTILE = ROOT / "tests" / "servers" / "hostile_server.py"
 
@@ -40,15 +40,6 @@ async def tool_names(url: str) -> set[str]:
 
 
 # --- Redis --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server() -> Iterator[PrivateRedis]:
-    server = private_redis()
-    server.start()
-    yield server
-    server.resume()
-    server.stop()
 
 
 @pytest.fixture
@@ -113,20 +104,6 @@ def test_redis_back_from_a_hang_with_old_keys_serves_no_stale_tool_set(shared_re
 
 
 # --- the database -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        server.init()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        server.remove()
-        if os.environ.get("GATEWAY_REQUIRE_PRODUCTION_TESTS") == "1":
-            pytest.fail(f"cannot run a private PostgreSQL here, and the production tests are mandatory: {exc}")
-        pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
-    yield server
-    server.remove()
 
 
 def manage(db_url: str, *args: str, data_dir: Path) -> None:

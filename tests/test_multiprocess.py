@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from registry.discovery import discover_server_tools
 from registry.models import Server
 
-from .private_services import PrivateRedis, children_of, private_redis, wait_until_gone
+from .private_services import children_of, wait_until_gone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,14 +52,6 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 def balanced_client(balancer: RoundRobin, mode: str = "auto") -> Client:
     http = httpx2.AsyncClient(transport=balancer, timeout=httpx2.Timeout(30, read=60))
     return Client(streamable_http_client("http://127.0.0.1:1/mcp", http_client=http), mode=mode)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[PrivateRedis]:
-    server = private_redis()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
