@@ -11,7 +11,7 @@ a per-call session in a short-lived event loop) gets a private pool, closed with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx2
@@ -90,11 +90,16 @@ class _BoundedJSON(httpx2.AsyncBaseTransport):
     """Stops reading a plain JSON response at the limit (SSE events are bounded by the SDK per event),
     so a server answering with an endless or huge body costs the gateway at most the limit."""
 
-    def __init__(self, transport: httpx2.AsyncBaseTransport) -> None:
+    def __init__(
+        self, transport: httpx2.AsyncBaseTransport, on_response: Callable[[httpx2.Response], None] | None = None
+    ) -> None:
         self._transport = transport
+        self._on_response = on_response
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._transport.handle_async_request(request)
+        if self._on_response is not None:
+            self._on_response(response)
         if response.headers.get("content-type", "").startswith("application/json"):
             response.stream = _BoundedBody(response.stream, sse_event_limit())  # type: ignore[arg-type]
         return response
@@ -127,11 +132,15 @@ def _pool_for_this_loop() -> httpx2.AsyncHTTPTransport | None:
     return shared[1] if shared[0] is loop else None
 
 
-def http_client(spec: ServerSpec, headers: dict[str, str]) -> httpx2.AsyncClient:
-    """A client for one session with `spec`'s server; the caller closes it when the session ends."""
+def http_client(
+    spec: ServerSpec, headers: dict[str, str], on_response: Callable[[httpx2.Response], None] | None = None
+) -> httpx2.AsyncClient:
+    """A client for one session with `spec`'s server; the caller closes it when the session ends.
+
+    `on_response` sees every response's headers (the session id the server assigns)."""
     timeout = httpx2.Timeout(spec.connect_timeout, read=max(spec.timeout, MCP_DEFAULT_SSE_READ_TIMEOUT))
     shared = _pool_for_this_loop()
-    transport = _BoundedJSON(_SharedPool(shared) if shared is not None else connection_pool())
+    transport = _BoundedJSON(_SharedPool(shared) if shared is not None else connection_pool(), on_response)
     # Redirects are never followed, not even within the origin (the SDK's transport follows those up to
     # max_redirects): a server must not bounce the gateway, and the headers it holds, elsewhere.
     return httpx2.AsyncClient(

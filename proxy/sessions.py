@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
@@ -33,6 +34,7 @@ from registry.catalog import ServerSpec
 from registry.url_guard import BlockedAddress
 
 from .errors import CallTimeout, ConnectError, Overloaded, ProxyError, ServerGone, describe
+from .http_calls import BodyTooLarge, HTTPCaller, Rejected, SessionExpired, aiohttp_pool, never_sent, shared_session
 from .http_client import http_client, http_pool, outbound_headers
 from .rediscovery import DEBOUNCE as REDISCOVERY_DEBOUNCE
 from .rediscovery import rediscover
@@ -83,6 +85,8 @@ class Connection:
         self.spec = spec
         self.credential = credential
         self.client: Client | None = None
+        # HTTP sessions in a running pool send their tools/call over aiohttp (proxy/http_calls.py).
+        self.http_caller: HTTPCaller | None = None
         self.error: BaseException | None = None
         self.ready = anyio.Event()
         self.broken = False
@@ -138,7 +142,9 @@ class Connection:
             transport = _watched(stdio_client(parameters, errlog=errlog), self._transport_ended)
         else:
             headers = outbound_headers(spec, self.credential)
-            http = http_client(spec, headers)
+            if (aio := shared_session()) is not None:
+                self.http_caller = HTTPCaller(spec.url, headers, spec.connect_timeout, aio)
+            http = http_client(spec, headers, on_response=self._seen_response)
             stack.push_async_callback(http.aclose)  # after the session: it is entered below, so left first
             transport = streamable_http_client(spec.url, http_client=http, max_sse_event_size=sse_event_limit())
         return Client(
@@ -149,6 +155,23 @@ class Connection:
             logging_callback=self._on_log,
             message_handler=self._on_message,
         )
+
+    def _seen_response(self, response: Any) -> None:
+        caller = self.http_caller
+        if caller is not None and caller.session_id is None and (session_id := response.headers.get("mcp-session-id")):
+            caller.session_id = session_id  # assigned at initialize; the SDK's own requests carry it too
+
+    async def notify(self, message: dict[str, Any]) -> None:
+        """A notification the server sent on a call's own stream (proxy/http_calls.py)."""
+        method = message.get("method")
+        if method == "notifications/message":
+            try:
+                params = types.LoggingMessageNotificationParams.model_validate(message.get("params"))
+            except ValueError:
+                return
+            await self._on_log(params)
+        elif method == "notifications/tools/list_changed" and self._on_tools_changed is not None:
+            self._on_tools_changed(self)
 
     async def _ready_after(self, seconds: float) -> None:
         await anyio.sleep(seconds)
@@ -248,7 +271,7 @@ class SessionPool:
         On exit every session is closed; the SDK stops each stdio child (stdin EOF, SIGTERM,
         SIGKILL to its process group) and the task group waits until they are all gone.
         """
-        async with http_pool(), anyio.create_task_group() as tg:
+        async with http_pool(), aiohttp_pool(), anyio.create_task_group() as tg:
             self._task_group = tg
             try:
                 yield self
@@ -329,8 +352,15 @@ class SessionPool:
                     f"{spec.timeout:g}s; try again later"
                 )
             try:
-                async with self.session(spec, credential) as (client, conn):
-                    result = await _call(client, conn, spec, tool, arguments, progress, log)
+                try:
+                    async with self.session(spec, credential) as (client, conn):
+                        result = await _call(client, conn, spec, tool, arguments, progress, log)
+                except SessionExpired as exc:
+                    # The call provably never reached the server (it forgot the session, or no connection
+                    # opened): a new session sends it once more. Never twice: a second failure is final.
+                    logger.info("server %s: %s; sending %s on a new session", spec.name, exc, tool)
+                    async with self.session(spec, credential) as (client, conn):
+                        result = await _call(client, conn, spec, tool, arguments, progress, log, last_try=True)
             finally:
                 health.limiter.release()
         except (ConnectError, ServerGone) as exc:
@@ -530,20 +560,26 @@ async def _call(
     arguments: dict[str, Any] | None,
     progress: ProgressCallback | None,
     log: LogForward | None,
+    *,
+    last_try: bool = False,
 ) -> types.CallToolResult:
     # A tools/call that was sent is never sent again: it may have had effects.
-    # A caller's cancellation lands here too; the SDK then sends the server notifications/cancelled.
+    # A caller's cancellation lands here too; the server is then sent notifications/cancelled.
     meta: Any = {LOG_LEVEL_META_KEY: log.level} if log is not None else None
     conn.in_flight += 1
     if log is not None:
         conn.log_sinks.append(log.send)
     try:
         with anyio.fail_after(spec.timeout):
-            result = await client.call_tool(tool, arguments or {}, progress_callback=progress, meta=meta)
+            if conn.http_caller is not None:
+                return await _call_over_http(conn, client, spec, tool, arguments, meta, progress, last_try)
+            return await client.call_tool(tool, arguments or {}, progress_callback=progress, meta=meta)
     except TimeoutError:
         raise CallTimeout(
             f"server '{spec.name}' did not answer {tool} within {spec.timeout:g}s (the server's call timeout)"
         ) from None
+    except ProxyError:
+        raise
     except MCPError as exc:
         if "byte limit" in exc.error.message and exc.error.code in (types.CONNECTION_CLOSED, types.PARSE_ERROR):
             raise too_large_while_read(spec, tool) from None  # only that response's stream was dropped
@@ -560,7 +596,35 @@ async def _call(
         conn.in_flight -= 1
         if log is not None:
             conn.log_sinks.remove(log.send)
-    return result
+
+
+async def _call_over_http(
+    conn: Connection,
+    client: Client,
+    spec: ServerSpec,
+    tool: str,
+    arguments: dict[str, Any] | None,
+    meta: Any,
+    progress: ProgressCallback | None,
+    last_try: bool,
+) -> types.CallToolResult:
+    caller = conn.http_caller
+    assert caller is not None
+    try:
+        return await caller.call_tool(client.session, tool, arguments or {}, meta, progress, conn.notify)
+    except Rejected as exc:
+        raise ProxyError(f"server '{spec.name}' rejected the call to {tool}: {exc}") from None
+    except BodyTooLarge:
+        raise too_large_while_read(spec, tool) from None
+    except (ProxyError, aiohttp.ClientError, OSError, ValueError) as exc:
+        conn.abandon()  # the next call opens a new session
+        if never_sent(exc):
+            if last_try:
+                raise ConnectError(f"could not reach server '{spec.name}' at {spec.url}: {describe(exc)}") from None
+            raise SessionExpired(str(exc)) from None
+        if isinstance(exc, ProxyError):
+            raise ProxyError(f"server '{spec.name}' failed the call to {tool}: {exc}") from None
+        raise ServerGone(_gone(spec, conn, describe(exc))) from None
 
 
 def _same(a: ServerSpec, b: ServerSpec) -> bool:

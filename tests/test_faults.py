@@ -325,7 +325,8 @@ def hostile_http_url() -> Iterator[str]:
     [
         ("stdio", "garbage", "server 'hostile' did not answer garbage within 3s"),
         ("stdio", "wrong_id", "server 'hostile' did not answer wrong_id within 3s"),
-        ("http", "html", "server 'hostile' rejected the call to html: Unexpected content type: text/html"),
+        ("http", "html", "server 'hostile' failed the call to html: the server answered with content type text/html"),
+        ("http", "wrong_id", "the server answered with the id of another request (987654)"),
         ("http", "endless", "the result of endless on server 'hostile' is bigger than the gateway reads"),
     ],
 )

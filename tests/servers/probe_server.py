@@ -5,14 +5,15 @@
 
 Tools: echo, add, structured (text + structuredContent), fail (isError), whoami (the credential
 it received: the Authorization header over HTTP, PROBE_SECRET over stdio), sleep (progress),
-count (appends to PROBE_COUNT_FILE, so tests can count executions), crash (exits the process).
+count (appends to PROBE_COUNT_FILE, so tests can count executions), crash (appends "crash" to
+PROBE_COUNT_FILE, then exits the process: the call's answer is lost).
 sleep writes "cancelled" to PROBE_CANCEL_FILE when its request is cancelled.
 PROBE_SUPERVISION=1 adds: log (sends log messages), spawn (starts a grandchild process, returns
 its pid), register_tool (adds a tool and announces notifications/tools/list_changed, in both
 protocol eras).
-PROBE_HEADER_LOG=path records the headers of every HTTP request.
+PROBE_HEADER_LOG=path records the headers (and JSON-RPC method) of every HTTP request.
 PROBE_LIST_COUNT_FILE=path records each tools/list (answered after PROBE_LIST_DELAY seconds).
-PROBE_LEGACY=1 refuses server/discover, so clients use the 2025 initialize handshake.
+PROBE_LEGACY=1 refuses server/discover, so clients use the 2025 initialize handshake (and, over HTTP, a session).
 PROBE_STUBBORN=1 ignores SIGTERM and keeps running after stdin closes (only SIGKILL stops it).
 PROBE_VARIANT=2 drops `add` and rewords `echo`, to test rediscovery. PROBE_VARIANT=nested changes only a
 description nested in echo's input schema (tool pinning); PROBE_VARIANT=poisoned gives echo a description
@@ -138,7 +139,10 @@ async def call_tool(ctx: ServerRequestContext, params: types.CallToolRequestPara
             with open(path, "a") as fh:
                 fh.write(str(args.get("tag", "x")) + "\n")
         return types.CallToolResult(content=_text(f"pid {os.getpid()}"))
-    if name == "crash":
+    if name == "crash":  # its answer is lost: the tests count that it ran once (PROBE_COUNT_FILE), not twice
+        if path := os.environ.get("PROBE_COUNT_FILE"):
+            with open(path, "a") as fh:
+                fh.write("crash\n")
         sys.stderr.write("probe: crashing on request\n")
         sys.stderr.flush()
         os._exit(3)
@@ -230,19 +234,74 @@ def main() -> None:
     import uvicorn
 
     app = server.streamable_http_app(host="127.0.0.1")
+    if os.environ.get("PROBE_LEGACY"):
+        app = _refusing_discover(app)
     if log_path := os.environ.get("PROBE_HEADER_LOG"):
         app = _recording_headers(app, log_path)
     uvicorn.run(app, host="127.0.0.1", port=ns.port, log_level="warning")
 
 
+async def _read_body(receive) -> bytes:  # type: ignore[no-untyped-def]
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+def _replaying(body: bytes, receive):  # type: ignore[no-untyped-def]
+    """A receive() that hands the app the body already read, then whatever comes next."""
+    replayed = False
+
+    async def replay():  # type: ignore[no-untyped-def]
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _rpc_method(body: bytes) -> tuple[str | None, object]:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None, None
+    return (request.get("method"), request.get("id")) if isinstance(request, dict) else (None, None)
+
+
+def _refusing_discover(app):  # type: ignore[no-untyped-def]
+    """Over HTTP, answer server/discover 'method not found' before the SDK sees it (see without_discover)."""
+
+    async def refusing(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body = await _read_body(receive)
+        method, request_id = _rpc_method(body)
+        if method == "server/discover":
+            error = {"code": types.METHOD_NOT_FOUND, "message": "Method not found"}
+            answer = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            return await send({"type": "http.response.body", "body": answer})
+        await app(scope, _replaying(body, receive), send)
+
+    return refusing
+
+
 def _recording_headers(app, path: str):  # type: ignore[no-untyped-def]
-    """Append every HTTP request's headers to PROBE_HEADER_LOG (a JSON line each), for credential tests."""
+    """Append every HTTP request's headers and JSON-RPC method to PROBE_HEADER_LOG (a JSON line each)."""
 
     async def recorded(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            body = await _read_body(receive) if scope["method"] == "POST" else b""
+            line = {"method": scope["method"], "rpc": _rpc_method(body)[0], "headers": headers}
             with open(path, "a") as fh:
-                fh.write(json.dumps({"method": scope["method"], "headers": headers}) + "\n")
+                fh.write(json.dumps(line) + "\n")
+            receive = _replaying(body, receive) if scope["method"] == "POST" else receive
         await app(scope, receive, send)
 
     return recorded
