@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, NinjaAPI, Query, Schema, Status
-from ninja.errors import HttpError
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError
+from ninja.security import HttpBearer
 
 from monitoring.readiness import check_database, check_redis
 from proxy.calls import call_tool, current_snapshot, unknown_tool_message
@@ -21,8 +22,49 @@ from registry.catalog import catalog
 from registry.models import Server
 from search import MAX_RESULTS, SearchError, SearchResult, regex_search
 
-from .inbound_auth import AUTH_OFF_CALLER, api_auth, install
+from .inbound_auth import INVALID, MISSING, bearer_token, challenge, listens_on_loopback, verify
 from .search_index import search_index
+
+# --- who may call: the bearer tokens of /mcp (gateway_project/inbound_auth.py) ---------------------
+
+# request.auth when GATEWAY_AUTH is off (a token name never contains parentheses).
+AUTH_OFF_CALLER = "(auth off)"
+
+
+class InvalidBearer(AuthenticationError):
+    def __init__(self, invalid: bool) -> None:
+        super().__init__(401, "invalid_token" if invalid else "unauthorized")
+        self.invalid = invalid
+
+
+class GatewayBearer(HttpBearer):
+    """`request.auth` is the token's name (AUTH_OFF_CALLER when GATEWAY_AUTH is off)."""
+
+    def __call__(self, request: HttpRequest) -> str | None:
+        if not settings.GATEWAY_AUTH:
+            scope = getattr(request, "scope", None)  # ASGI requests; the test client has none
+            if scope is not None and not listens_on_loopback(scope):
+                raise AuthorizationError(403, "GATEWAY_AUTH is off: only loopback is served.")
+            return AUTH_OFF_CALLER
+        raw = bearer_token(request.headers.get("Authorization"))
+        if raw is None:
+            raise InvalidBearer(invalid=False)
+        return self.authenticate(request, raw)
+
+    def authenticate(self, request: HttpRequest, token: str) -> str | None:
+        name = verify(token)
+        if name is None:
+            raise InvalidBearer(invalid=True)
+        return name
+
+
+def unauthorized_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The 401 of /mcp, WWW-Authenticate included."""
+    invalid = getattr(exc, "invalid", True)
+    response = JsonResponse(INVALID if invalid else MISSING, status=401)
+    response["WWW-Authenticate"] = challenge(invalid)
+    return response
+
 
 api = NinjaAPI(
     title="MCP Orchestration Gateway API",
@@ -32,9 +74,9 @@ api = NinjaAPI(
         "The same truth as the admin; secrets (auth header values, stdio env values) are write-only."
     ),
     urls_namespace="api-v1",
-    auth=api_auth,  # the bearer tokens of /mcp; request.auth is the token's name
+    auth=GatewayBearer(),  # the bearer tokens of /mcp; request.auth is the token's name
 )
-install(api)  # a 401 with WWW-Authenticate, the same as /mcp's
+api.add_exception_handler(InvalidBearer, unauthorized_response)
 api.add_router("/", registry_router)
 
 

@@ -1,4 +1,5 @@
-"""Who may call the gateway: bearer tokens on /mcp (an ASGI wrapper) and on the REST API (`api_auth`).
+"""Who may call the gateway: bearer tokens on /mcp (an ASGI wrapper) and on the REST API (gateway_project/api.py
+builds its django-ninja auth from `verify`, `bearer_token` and `challenge`; no ninja here, so /mcp never loads it).
 
 Tokens are checked against an in-memory table of hashes (registry/api_tokens.py): no database
 round trip per request. A 401 says only that a token is missing or not valid, never why (unknown,
@@ -18,9 +19,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja.errors import AuthenticationError, AuthorizationError
-from ninja.security import HttpBearer
 
 from registry.api_tokens import record_use, token_table
 from registry.checks import is_loopback
@@ -28,8 +26,6 @@ from registry.checks import is_loopback
 logger = logging.getLogger(__name__)
 
 REALM = "mcp-orchestration-gateway"
-# request.auth on the REST API when GATEWAY_AUTH is off (a token name never contains parentheses).
-AUTH_OFF_CALLER = "(auth off)"
 MISSING = {"error": "unauthorized", "error_description": "This endpoint needs a bearer token: Authorization: Bearer …"}
 INVALID = {"error": "invalid_token", "error_description": "The bearer token is not valid."}
 
@@ -83,7 +79,7 @@ async def _send_json(send: Any, status: int, body: dict[str, str], headers: list
     await send({"type": "http.response.body", "body": data})
 
 
-def _listens_on_loopback(scope: dict[str, Any]) -> bool:
+def listens_on_loopback(scope: dict[str, Any]) -> bool:
     """False only when the connection's local address is an IP address beyond loopback."""
     server = scope.get("server")
     if not server or server[1] is None:  # a unix socket: local by construction
@@ -102,7 +98,7 @@ def require_token(app: Any) -> Any:
         if scope["type"] != "http":
             return await app(scope, receive, send)
         if not settings.GATEWAY_AUTH:
-            if not _listens_on_loopback(scope):
+            if not listens_on_loopback(scope):
                 # The start-up checks refuse this; a server started some other way is refused here.
                 body = {"error": "forbidden", "error_description": "GATEWAY_AUTH is off: only loopback is served."}
                 return await _send_json(send, 403, body, [])
@@ -123,49 +119,3 @@ def require_token(app: Any) -> Any:
         await app({**scope, "headers": headers, "gateway_token_name": name}, receive, send)
 
     return guarded
-
-
-# --- the REST API: django-ninja -------------------------------------------------------------------
-
-
-class InvalidBearer(AuthenticationError):
-    def __init__(self, invalid: bool) -> None:
-        super().__init__(401, "invalid_token" if invalid else "unauthorized")
-        self.invalid = invalid
-
-
-class GatewayBearer(HttpBearer):
-    """`request.auth` is the token's name (AUTH_OFF_CALLER when GATEWAY_AUTH is off)."""
-
-    def __call__(self, request: HttpRequest) -> str | None:
-        if not settings.GATEWAY_AUTH:
-            scope = getattr(request, "scope", None)  # ASGI requests; the test client has none
-            if scope is not None and not _listens_on_loopback(scope):
-                raise AuthorizationError(403, "GATEWAY_AUTH is off: only loopback is served.")
-            return AUTH_OFF_CALLER
-        raw = bearer_token(request.headers.get("Authorization"))
-        if raw is None:
-            raise InvalidBearer(invalid=False)
-        return self.authenticate(request, raw)
-
-    def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        name = verify(token)
-        if name is None:
-            raise InvalidBearer(invalid=True)
-        return name
-
-
-api_auth = GatewayBearer()
-
-
-def unauthorized_response(request: HttpRequest, exc: Exception, api: Any = None) -> HttpResponse:
-    """The REST API's 401, the same as /mcp's: register with `api.add_exception_handler(InvalidBearer, ...)`."""
-    invalid = getattr(exc, "invalid", True)
-    response = JsonResponse(INVALID if invalid else MISSING, status=401)
-    response["WWW-Authenticate"] = challenge(invalid)
-    return response
-
-
-def install(api: Any) -> None:
-    """Make a NinjaAPI answer failed authentication with the gateway's 401 (WWW-Authenticate included)."""
-    api.add_exception_handler(InvalidBearer, unauthorized_response)

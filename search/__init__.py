@@ -1,7 +1,7 @@
 """Tool search: BM25F over weighted fields on an incremental inverted index, and safe regex search.
 
-Pure Python plus numpy; no Django. The gateway builds ToolDocuments from its catalog and calls
-ToolIndex.search or regex_search.
+Pure Python (numpy cost every gateway process 11 MB), no Django. The gateway builds ToolDocuments from
+its catalog and calls ToolIndex.search or regex_search.
 """
 
 from .documents import (

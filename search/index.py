@@ -1,12 +1,15 @@
 """BM25F tool search on an inverted index that is updated one server at a time.
 
 Scoring is BM25F (Robertson & Zaragoza): each field's term frequency is length-normalised against that
-field's average, weighted, summed, and saturated once with k1. Postings hold, per term, the document
-slots and a per-field term-frequency row; normalisation and IDF are applied at query time from the
-current corpus statistics, so they stay exact after incremental updates. The postings walk is numpy:
-rank_bm25's `get_scores` loops over every document for every query term in Python: at 10,000 tools it
-took 7.8 ms a query (p50, p99 20 ms) where this index takes 0.35 ms (p99 0.7 ms). The baseline in
-benchmarks/search_eval still uses rank_bm25.
+field's average, weighted, summed, and saturated once with k1. Postings hold, per term, its cells (a
+document slot's field) and their term frequencies; normalisation and IDF are applied at query time from
+the current corpus statistics, so they stay exact after incremental updates.
+
+Pure Python on `array`s: a query walks only the postings of its terms (rank_bm25's `get_scores` loops
+over every document for every query term: 7.8 ms a query at 10,000 tools). benchmarks/search_perf.py:
+p50 0.14 ms at 1,000 tools, 0.9 ms at 10,000 (p99 3 ms), 5 ms at 50,000 (p99 20 ms). numpy did the walk
+5-8x faster from 10,000 tools up, but importing it cost every gateway process 11 MB resident, for
+catalogs that are mostly a few hundred tools. The baseline in benchmarks/search_eval still uses rank_bm25.
 
 On top of BM25F: a query that names a server multiplies that server's tools' scores, and a query that
 is a tool's name in any spelling (createIssue, create_issue, "create an issue", github__create_issue)
@@ -19,17 +22,20 @@ serialised by a lock that the read path never takes.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import numpy as np
+from itertools import compress
+from operator import not_
 
 from .documents import SearchHit, SearchResult, ToolDocument, check_max_results, check_query
 from .tokens import name_key, query_grams, query_name_keys, query_terms, schema_text, squashed, terms
 
 FIELDS = ("tool", "server", "title", "description", "param_names", "param_descriptions")
+WIDTH = len(FIELDS)  # a "cell" is slot * WIDTH + field: one document's field, in flat per-slot arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +56,43 @@ _MIN_SERVER_PREFIX = 5  # "postgresql" names server "postgres"; "git" does not n
 
 
 @dataclass(frozen=True, slots=True)
+class _Posting:
+    """One term's occurrences: `cells[i]` (slot * WIDTH + field) holds the term `counts[i]` times."""
+
+    documents: int  # how many documents hold the term, for its IDF
+    cells: array  # 'l', ascending field within a slot
+    counts: array  # 'l'
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     documents: tuple[ToolDocument | None, ...]  # by slot; None marks a free slot
     count: int
-    server_slots: dict[str, np.ndarray]
+    server_slots: dict[str, tuple[int, ...]]
     server_terms: dict[str, frozenset[str]]  # the terms a server's postings use, to remove them
     server_keys: dict[str, tuple[str, ...]]  # squashed server name -> servers
-    postings: dict[str, tuple[np.ndarray, np.ndarray]]  # term -> (slots int32, tf rows float32 [n, fields])
-    lengths: np.ndarray  # [slots, fields] term counts
-    norms: np.ndarray  # [slots, fields] field weight / BM25 length normalisation, for current averages
+    postings: dict[str, _Posting]
+    lengths: array  # 'l' by cell: the field's term count
+    norms: array  # 'd' by cell: field weight / BM25 length normalisation, for current averages
     name_keys: dict[str, tuple[int, ...]]  # name in any spelling -> slots
     literal_names: dict[str, tuple[int, ...]]  # tool or namespaced name as written, lowercased -> slots
     free: tuple[int, ...]
 
 
 def _empty_state() -> _State:
-    nothing = np.zeros((0, len(FIELDS)), dtype=np.float32)
-    return _State((), 0, {}, {}, {}, {}, nothing, nothing, {}, {}, ())
+    return _State((), 0, {}, {}, {}, {}, array("l"), array("d"), {}, {}, ())
+
+
+def _without(posting: _Posting, dead_cells: set[int]) -> _Posting | None:
+    """`posting` less the `dead_cells`; None when nothing is left."""
+    keep = [cell not in dead_cells for cell in posting.cells]
+    if all(keep):
+        return posting
+    cells = array("l", compress(posting.cells, keep))
+    if not cells:
+        return None
+    gone = {cell // WIDTH for cell in compress(posting.cells, map(not_, keep))}
+    return _Posting(posting.documents - len(gone), cells, array("l", compress(posting.counts, keep)))
 
 
 def _document_fields(doc: ToolDocument, server_terms: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -112,8 +138,6 @@ def _unlink(keys: dict[str, tuple[int, ...]], names: set[str], slot: int) -> Non
 class ToolIndex:
     def __init__(self, documents: Iterable[ToolDocument] = (), *, ranking: Ranking = DEFAULT_RANKING) -> None:
         self._ranking = ranking
-        self._weights = np.asarray(ranking.field_weights, dtype=np.float32)
-        self._b = np.asarray(ranking.field_b, dtype=np.float32)
         self._write_lock = threading.Lock()
         by_server: dict[str, list[ToolDocument]] = {}
         for doc in documents:
@@ -148,39 +172,32 @@ class ToolIndex:
         free = list(state.free)
         count = state.count
 
-        dead = np.zeros(len(documents), dtype=bool)
+        dead: set[int] = set()
         touched: set[str] = set()
         for server in changes:
             old = server_slots.pop(server, None)
             if old is None:
                 continue
-            dead[old] = True
+            dead.update(old)
             touched |= server_terms.pop(server)
-            for slot in old.tolist():
+            for slot in old:
                 doc = documents[slot]
                 assert doc is not None
                 _unlink(name_keys, _document_name_keys(doc), slot)
                 _unlink(literal_names, _literal_names(doc), slot)
                 documents[slot] = None
-            free.extend(old.tolist())
+            free.extend(old)
             count -= len(old)
+        dead_cells = {slot * WIDTH + field for slot in dead for field in range(WIDTH)}
         for term in touched:
-            ids, tf = postings[term]
-            keep = ~dead[ids]
-            if keep.all():
-                continue
-            if keep.any():
-                postings[term] = (ids[keep], tf[keep])
-            else:
+            left = _without(postings[term], dead_cells)
+            if left is None:
                 del postings[term]
+            else:
+                postings[term] = left
 
         free.sort(reverse=True)  # reuse the lowest free slots first, from the end of the list
-        # Every indexed token as (term number, slot, field), grouped with numpy below: a per-token
-        # Python dict of rows was most of the build time.
-        term_numbers: dict[str, int] = {}
-        token_terms: list[int] = []
-        token_slots: list[int] = []
-        token_fields: list[int] = []
+        added: dict[str, dict[int, int]] = {}  # term -> cell -> count, for the new documents
         new_lengths: list[tuple[int, list[int]]] = []
         for server, docs in changes.items():
             if not docs:
@@ -196,33 +213,37 @@ class ToolIndex:
                 slots.append(slot)
                 fields = _document_fields(doc, shard_terms)
                 for position, field_terms in enumerate(fields):
+                    cell = slot * WIDTH + position
                     for term in field_terms:
-                        number = term_numbers.get(term)
-                        if number is None:
-                            number = term_numbers[term] = len(term_numbers)
-                        token_terms.append(number)
-                    token_slots.extend([slot] * len(field_terms))
-                    token_fields.extend([position] * len(field_terms))
+                        counts = added.get(term)
+                        if counts is None:
+                            counts = added[term] = {}
+                        counts[cell] = counts.get(cell, 0) + 1
                 vocabulary.update(*fields)
                 new_lengths.append((slot, [len(field_terms) for field_terms in fields]))
                 for key in _document_name_keys(doc):
                     name_keys[key] = (*name_keys.get(key, ()), slot)
                 for key in _literal_names(doc):
                     literal_names[key] = (*literal_names.get(key, ()), slot)
-            server_slots[server] = np.asarray(slots, dtype=np.int32)
+            server_slots[server] = tuple(slots)
             server_terms[server] = frozenset(vocabulary)
             count += len(docs)
-        self._merge_postings(postings, list(term_numbers), token_terms, token_slots, token_fields, len(documents))
+        for term, counts in added.items():
+            cells = array("l", counts)  # within a slot in field order: the fields were walked in order
+            posting = _Posting(len({cell // WIDTH for cell in cells}), cells, array("l", counts.values()))
+            existing = postings.get(term)
+            if existing is not None:  # slots are never in both: dead slots left the postings above
+                posting = _Posting(
+                    existing.documents + posting.documents, existing.cells + cells, existing.counts + posting.counts
+                )
+            postings[term] = posting
 
-        if len(lengths) < len(documents):
-            grown = np.zeros((len(documents), len(FIELDS)), dtype=np.float32)
-            grown[: len(lengths)] = lengths
-            lengths = grown
-        else:
-            lengths = lengths.copy()
-        lengths[np.flatnonzero(dead)] = 0.0
+        lengths = array("l", state.lengths)
+        lengths.extend(array("l", [0]) * ((len(documents) - len(state.documents)) * WIDTH))
+        for slot in dead:
+            lengths[slot * WIDTH : (slot + 1) * WIDTH] = array("l", [0] * WIDTH)
         for slot, field_lengths in new_lengths:
-            lengths[slot] = field_lengths
+            lengths[slot * WIDTH : (slot + 1) * WIDTH] = array("l", field_lengths)
 
         server_keys: dict[str, tuple[str, ...]] = {}
         for server in server_slots:
@@ -243,42 +264,18 @@ class ToolIndex:
             free=tuple(free),
         )
 
-    @staticmethod
-    def _merge_postings(
-        postings: dict[str, tuple[np.ndarray, np.ndarray]],
-        term_names: list[str],
-        token_terms: list[int],
-        token_slots: list[int],
-        token_fields: list[int],
-        capacity: int,
-    ) -> None:
-        """Add the tokens' term frequencies to `postings` (in place: it is the new state's own copy)."""
-        if not token_terms:
-            return
-        width = len(FIELDS)
-        pairs = np.asarray(token_terms, dtype=np.int64) * capacity + np.asarray(token_slots, dtype=np.int64)
-        unique_pairs, inverse = np.unique(pairs, return_inverse=True)
-        cells = inverse.reshape(-1) * width + np.asarray(token_fields, dtype=np.int64)
-        frequencies = np.bincount(cells, minlength=len(unique_pairs) * width).astype(np.float32).reshape(-1, width)
-        pair_terms = unique_pairs // capacity
-        pair_slots = (unique_pairs % capacity).astype(np.int32)
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(pair_terms)) + 1, [len(unique_pairs)]))
-        for start, end in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
-            term = term_names[int(pair_terms[start])]
-            ids, tf = pair_slots[start:end].copy(), frequencies[start:end].copy()
-            existing = postings.get(term)
-            if existing is not None:
-                ids = np.concatenate((existing[0], ids))
-                tf = np.concatenate((existing[1], tf))
-            postings[term] = (ids, tf)
-
-    def _norms(self, lengths: np.ndarray, count: int) -> np.ndarray:
-        """Per slot and field: weight / (1 - b + b * length / average length), for BM25F's tf normalisation."""
+    def _norms(self, lengths: array, count: int) -> array:
+        """By cell: weight / (1 - b + b * length / average length), for BM25F's tf normalisation."""
         if count == 0:
-            return np.zeros_like(lengths)
-        average = lengths.sum(axis=0) / count
-        average[average == 0] = 1.0
-        return (self._weights / (1.0 - self._b + self._b * lengths / average)).astype(np.float32)
+            return array("d", [0.0]) * len(lengths)
+        factors = []
+        for field, (weight, b) in enumerate(zip(self._ranking.field_weights, self._ranking.field_b, strict=True)):
+            average = sum(lengths[field::WIDTH]) / count or 1.0
+            factors.append((weight, 1.0 - b, b / average))
+        norms = array("d", [0.0]) * len(lengths)
+        for field, (weight, base, scale) in enumerate(factors):
+            norms[field::WIDTH] = array("d", [weight / (base + scale * length) for length in lengths[field::WIDTH]])
+        return norms
 
     def search(
         self, query: str, max_results: int = 3, *, allowed: Callable[[ToolDocument], bool] | None = None
@@ -292,23 +289,24 @@ class ToolIndex:
         ranking = self._ranking
         scores = self._bm25f(state, query)
         for server in self._servers_named(state, query):
-            slots = state.server_slots[server]
-            scores[slots] *= ranking.server_boost
+            for slot in state.server_slots[server]:
+                if slot in scores:
+                    scores[slot] *= ranking.server_boost
         # A name in another spelling (create issue, createIssue) beats keywords; the name as written beats both.
         for key in query_name_keys(query):
             for slot in state.name_keys.get(key, ()):
-                scores[slot] += ranking.exact_name_bonus
+                scores[slot] = scores.get(slot, 0.0) + ranking.exact_name_bonus
         for slot in state.literal_names.get(query.strip().lower(), ()):
-            scores[slot] += ranking.exact_name_bonus
+            scores[slot] = scores.get(slot, 0.0) + ranking.exact_name_bonus
 
-        matched = np.flatnonzero(scores > 0)
+        matched = sorted(slot for slot, score in scores.items() if score > 0)
         if allowed is not None:
             documents = state.documents
-            keep = [allowed(documents[slot]) for slot in matched.tolist()]  # type: ignore[arg-type]
-            matched = matched[np.asarray(keep, dtype=bool)] if keep else matched
+            matched = [slot for slot in matched if allowed(documents[slot])]  # type: ignore[arg-type]
         return SearchResult(self._top(state, scores, matched, max_results), len(matched))
 
-    def _bm25f(self, state: _State, query: str) -> np.ndarray:
+    def _bm25f(self, state: _State, query: str) -> dict[int, float]:
+        """Slot -> BM25F score, for the slots that hold a query term."""
         own, extra = query_terms(query)
         weights: dict[str, float] = {}
         for term in own:
@@ -316,16 +314,21 @@ class ToolIndex:
         for term in extra:
             weights.setdefault(term, self._ranking.synonym_weight)
         k1 = self._ranking.k1
-        scores = np.zeros(len(state.documents), dtype=np.float64)
+        norms = state.norms
+        scores: dict[int, float] = {}
         for term, weight in weights.items():
             posting = state.postings.get(term)
             if posting is None:
                 continue
-            ids, tf = posting
-            frequency = len(ids)
+            frequency = posting.documents
             idf = math.log(1.0 + (state.count - frequency + 0.5) / (frequency + 0.5))
-            normalised = np.einsum("ij,ij->i", tf, state.norms[ids])
-            scores[ids] += (weight * idf * (k1 + 1.0)) * normalised / (normalised + k1)
+            normalised: dict[int, float] = {}  # slot -> sum over fields of tf * norm
+            for cell, tf in zip(posting.cells, posting.counts, strict=True):
+                slot = cell // WIDTH
+                normalised[slot] = normalised.get(slot, 0.0) + tf * norms[cell]
+            factor = weight * idf * (k1 + 1.0)
+            for slot, value in normalised.items():
+                scores[slot] = scores.get(slot, 0.0) + factor * value / (value + k1)
         return scores
 
     @staticmethod
@@ -339,16 +342,10 @@ class ToolIndex:
         return named
 
     @staticmethod
-    def _top(state: _State, scores: np.ndarray, matched: np.ndarray, max_results: int) -> list[SearchHit]:
-        if len(matched) == 0:
-            return []
-        candidates = matched
-        if len(matched) > max_results:
-            matched_scores = scores[matched]
-            threshold = np.partition(matched_scores, len(matched) - max_results)[len(matched) - max_results]
-            candidates = matched[matched_scores >= threshold]  # ties at the threshold stay in, for the name order
+    def _top(state: _State, scores: dict[int, float], matched: list[int], max_results: int) -> list[SearchHit]:
         documents = state.documents
-        ranked = sorted(
-            ((-float(scores[slot]), documents[slot].name) for slot in candidates.tolist()),  # type: ignore[union-attr]
+        ranked = heapq.nsmallest(
+            max_results,
+            ((-scores[slot], documents[slot].name) for slot in matched),  # type: ignore[union-attr]
         )
-        return [SearchHit(name, round(-negative, 6)) for negative, name in ranked[:max_results]]
+        return [SearchHit(name, round(-negative, 6)) for negative, name in ranked]
