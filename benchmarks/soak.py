@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/soak.py               # 10 minutes
     .venv/bin/python benchmarks/soak.py --minutes 2 --interval 10 --concurrency 16
 
-Starts its own gateway (uvicorn, SQLite in a temporary directory, the stdio probe server behind it,
-GATEWAY_DEBUG_RUNTIME=1 for /debug/runtime) and drives tool_search, tools/list, namespaced calls,
-call_remote_tool and a call with progress, half of them on a fresh client session each time.
+Starts its own gateway (uvicorn, SQLite in a temporary directory, the probe server behind it over
+stdio and over streamable HTTP, GATEWAY_DEBUG_RUNTIME=1 for /debug/runtime) and drives tool_search,
+tools/list, namespaced calls to both, call_remote_tool and calls with progress, half of them on a
+fresh client session each time. Reports RSS and PSS.
 Prints one line per interval, then whether RSS, file descriptors and tasks stayed flat. Asserts nothing.
 """
 
@@ -37,7 +38,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gateway(data: Path) -> tuple[subprocess.Popen, str]:
+def wait_until_up(url: str, log: Path) -> None:
+    for _ in range(300):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start; see {log}")
+
+
+def start_gateway(data: Path) -> tuple[list[subprocess.Popen], str]:
+    web_port = free_port()
+    web = subprocess.Popen([PYTHON, str(PROBE), "http", "--port", str(web_port)], stderr=(data / "web.log").open("w"))
+    wait_until_up(f"http://127.0.0.1:{web_port}/", data / "web.log")
     env = {
         **os.environ,
         "GATEWAY_DATA_DIR": str(data),
@@ -46,20 +60,19 @@ def start_gateway(data: Path) -> tuple[subprocess.Popen, str]:
         "MCP_GATEWAY_ALLOW_PRIVATE_NETWORKS": "true",
     }
     config = data / "servers.json"
-    config.write_text(json.dumps({"mcpServers": {"probe": {"command": PYTHON, "args": [str(PROBE), "stdio"]}}}))
+    servers = {
+        "probe": {"command": PYTHON, "args": [str(PROBE), "stdio"]},
+        "web": {"type": "http", "url": f"http://127.0.0.1:{web_port}/mcp"},
+    }
+    config.write_text(json.dumps({"mcpServers": servers}))
     for args in (["migrate"], ["import_servers", str(config), "--discover"]):
         subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True)
     port = free_port()
     cmd = [PYTHON, "-m", "uvicorn", "gateway_project.asgi:application", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=(data / "gateway.log").open("w"))
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"the gateway did not start; see {data / 'gateway.log'}")
+    wait_until_up(f"{url}/healthz", data / "gateway.log")
+    return [proc, web], url
 
 
 class Load:
@@ -69,8 +82,15 @@ class Load:
         self.failed = 0
 
     async def one_round(self, client: Client, i: int) -> None:
-        kind = i % 5
-        if kind == 0:
+        kind = i % 8
+        if kind == 5:
+            result = await client.call_tool("web__echo", {"text": f"soak {i}"})
+            assert result.content[0].text == f"soak {i}"
+        elif kind == 6:
+            await client.call_tool("call_remote_tool", {"tool_name": "web__add", "arguments": {"a": i, "b": 1}})
+        elif kind == 7:
+            await client.call_tool("web__sleep", {"seconds": 0.2}, progress_callback=self._progress)
+        elif kind == 0:
             await client.call_tool("tool_search", {"query": random.choice(["add numbers", "echo text", "sleep"])})
         elif kind == 1:
             await client.list_tools()
@@ -158,12 +178,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gateway-soak-") as tmp:
-        proc, url = start_gateway(Path(tmp))
+        procs, url = start_gateway(Path(tmp))
         try:
             verdict(anyio.run(soak, url, ns.minutes, ns.interval, ns.concurrency))
         finally:
-            proc.terminate()
-            proc.wait(30)
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
 
 
 if __name__ == "__main__":

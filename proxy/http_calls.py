@@ -135,7 +135,7 @@ class HTTPCaller:
         self.http = http
         self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json", **headers}
         self.session_id: str | None = None
-        self.connect_timeout = connect_timeout
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)  # the call's deadline is anyio's
 
     def _request_headers(self, stamped: dict[str, str]) -> dict[str, str]:
         headers = {**self.headers, **stamped}
@@ -182,9 +182,8 @@ class HTTPCaller:
         progress: ProgressCallback | None,
         notify: Notify,
     ) -> types.CallToolResult:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
         async with self.http.post(
-            self.url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+            self.url, data=body, headers=headers, allow_redirects=False, timeout=self.timeout
         ) as response:
             status = response.status
             content_type = response.headers.get("content-type", "").lower()
