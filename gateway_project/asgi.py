@@ -33,6 +33,7 @@ from registry.checks import auth_off_refusal  # noqa: E402
 
 from .inbound_auth import require_token  # noqa: E402
 from .mcp_endpoint import build_server  # noqa: E402
+from .mcp_fast_path import fast_path  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +54,31 @@ def transport_security() -> TransportSecuritySettings:
 if refusal := auth_off_refusal(settings.GATEWAY_HOST):
     raise ImproperlyConfigured(refusal)
 
-mcp_server = build_server()
-# Stateless (the default): no Mcp-Session-Id, so any process can answer any request. Stateful: a
-# session lives in one process; another process answers its id with 404 "Session not found", on
-# which clients start a new session (MCP spec, streamable HTTP, session management).
-session_manager = StreamableHTTPSessionManager(
-    app=mcp_server,
-    security_settings=transport_security(),
-    stateless=settings.GATEWAY_MCP_STATELESS,
-    max_request_body_size=settings.GATEWAY_MAX_BODY_BYTES,
-)
+
+def build_session_manager() -> StreamableHTTPSessionManager:
+    """The SDK's /mcp handler for a new MCP server (one per process; tests build their own)."""
+    # Stateless (the default): no Mcp-Session-Id, so any process can answer any request. Stateful: a
+    # session lives in one process; another process answers its id with 404 "Session not found", on
+    # which clients start a new session (MCP spec, streamable HTTP, session management).
+    return StreamableHTTPSessionManager(
+        app=build_server(),
+        security_settings=transport_security(),
+        stateless=settings.GATEWAY_MCP_STATELESS,
+        max_request_body_size=settings.GATEWAY_MAX_BODY_BYTES,
+    )
+
+
+session_manager = build_session_manager()
+mcp_server = session_manager.app
 if settings.GATEWAY_MCP_STATELESS:
     # sse-starlette ends every SSE response the moment uvicorn gets SIGTERM, cutting in-flight calls.
     # Stateless, each stream is one call's answer: let it finish within uvicorn's graceful-shutdown
     # timeout (GATEWAY_SHUTDOWN_GRACE, --timeout-graceful-shutdown). Stateful GET streams never end
     # by themselves, so there sse-starlette keeps closing them at once.
     AppStatus.disable_automatic_graceful_drain()
-# A bearer token before anything else on /mcp (gateway_project/inbound_auth.py).
-mcp_app = require_token(session_manager.handle_request)
+# A bearer token before anything else on /mcp (gateway_project/inbound_auth.py), then plain tools/call
+# requests answered without the SDK's per-request machinery when stateless (gateway_project/mcp_fast_path.py).
+mcp_app = require_token(fast_path(session_manager.handle_request, session_manager))
 
 
 async def send_json(send: Any, status: int, data: dict[str, Any], *extra: tuple[bytes, bytes]) -> None:

@@ -10,6 +10,8 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -19,12 +21,13 @@ from django.db import Error as DatabaseError
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from monitoring.metrics import observe_search
 from proxy.calls import call_tool, current_snapshot, tool_error
-from proxy.sessions import LogForward
+from proxy.sessions import LogCallback, LogForward, ProgressCallback
 from registry.catalog import Snapshot, catalog, drop_broken_connection
 from search import MAX_RESULTS, SearchError, regex_search
 
@@ -86,6 +89,7 @@ CALL_TOOL = types.Tool(
 )
 GATEWAY_TOOLS = (SEARCH_TOOL, DISCOVER_TOOL, CALL_TOOL)
 GATEWAY_TOOL_NAMES = frozenset(t.name for t in GATEWAY_TOOLS)
+LOCAL_TOOL_NAMES = frozenset({SEARCH_TOOL.name, DISCOVER_TOOL.name})  # answered by the gateway itself
 
 
 def json_result(data: dict[str, Any]) -> types.CallToolResult:
@@ -186,55 +190,80 @@ async def discover_tools(args: dict[str, Any]) -> types.CallToolResult:
 # --- call_remote_tool and the namespaced tools --------------------------------------------------
 
 
-async def proxy_call(
-    ctx: ServerRequestContext,
-    tool_name: str,
-    arguments: Any,
-    credential: str | None,
-) -> types.CallToolResult:
-    async def progress(value: float, total: float | None, message: str | None) -> None:
-        await ctx.session.report_progress(value, total, message)
+@dataclass(frozen=True, slots=True)
+class CallOrigin:
+    """Who asked for a tools/call and the ways back to them: filled alike by the SDK's handler and the fast path."""
 
-    return await call_tool(
-        tool_name, arguments, credential=credential, progress=progress, caller=_caller(ctx), log=_log_forward(ctx)
+    caller: str | None = None  # the API token's name (inbound_auth.py); None when GATEWAY_AUTH is off
+    forwarded_credential: str | None = None  # the x-upstream-authorization header
+    progress: ProgressCallback | None = None  # None when the caller asked for no progress
+    log: LogForward | None = None  # None when the caller gets no downstream log messages
+
+
+def call_origin(request: Any, *, progress: ProgressCallback | None, log: LogForward | None) -> CallOrigin:
+    """The origin of a call that came on `request` (the HTTP request; None over stdio)."""
+    scope = getattr(request, "scope", None)
+    headers = getattr(request, "headers", None)
+    return CallOrigin(
+        caller=scope.get("gateway_token_name") if scope is not None else None,
+        forwarded_credential=headers.get(UPSTREAM_CREDENTIAL_HEADER) if headers is not None else None,
+        progress=progress,
+        log=log,
     )
 
 
-def _log_forward(ctx: ServerRequestContext) -> LogForward | None:
-    """Downstream log messages go back on this request, at the level its caller asked for.
+def log_forward(meta: Mapping[str, Any] | None, protocol_version: str, send: LogCallback) -> LogForward | None:
+    """Downstream log messages go back on the request, at the level its caller asked for.
 
     A 2026-07-28 caller opts in per request (`_meta`); an older one gets `info` and above (the
     deprecated logging/setLevel is accepted but not applied)."""
-    level = (ctx.meta or {}).get(LOG_LEVEL_META_KEY)
-    if level is None and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+    level = (meta or {}).get(LOG_LEVEL_META_KEY)
+    if level is None and protocol_version in MODERN_PROTOCOL_VERSIONS:
         return None
-
-    async def send(params: types.LoggingMessageNotificationParams) -> None:
-        await ctx.session.send_log_message(params.level, params.data, params.logger, ctx.request_id)
-
     return LogForward(send, level or "info")
 
 
-def _caller(ctx: ServerRequestContext) -> str | None:
-    """The API token's name, set by gateway_project/inbound_auth.py (None when GATEWAY_AUTH is off)."""
-    scope = getattr(ctx.request, "scope", None)
-    return scope.get("gateway_token_name") if scope is not None else None
+async def proxy_call(
+    origin: CallOrigin, tool_name: str, arguments: Any, credential: str | None
+) -> types.CallToolResult:
+    return await call_tool(
+        tool_name, arguments, credential=credential, progress=origin.progress, caller=origin.caller, log=origin.log
+    )
 
 
-async def call_remote_tool(ctx: ServerRequestContext, args: dict[str, Any]) -> types.CallToolResult:
+async def call_remote_tool(origin: CallOrigin, args: dict[str, Any]) -> types.CallToolResult:
     tool_name = args.get("tool_name")
     if not isinstance(tool_name, str) or not tool_name:
         return tool_error("tool_name must be a namespaced tool name such as 'time__get_current_time'")
     credential = args.get("auth_header")
     if credential is not None and not isinstance(credential, str):
         return tool_error("auth_header must be a string such as 'Bearer <token>'")
-    return await proxy_call(ctx, tool_name, args.get("arguments"), credential or None)
+    return await proxy_call(origin, tool_name, args.get("arguments"), credential or None)
 
 
-def _forwarded_credential(ctx: ServerRequestContext) -> str | None:
-    request = ctx.request
-    headers = getattr(request, "headers", None)
-    return headers.get(UPSTREAM_CREDENTIAL_HEADER) if headers is not None else None
+def is_proxied(tool_name: str) -> bool:
+    """call_remote_tool or a namespaced tool: a call answered by a downstream server, not by the gateway itself."""
+    return tool_name not in LOCAL_TOOL_NAMES
+
+
+async def run_tool(name: str, arguments: Any, origin: CallOrigin) -> types.CallToolResult:
+    """Answer one tools/call. The SDK's handler (`on_call_tool`) and the /mcp fast path (mcp_fast_path.py) both
+    come here, so a call is answered the same whichever took it."""
+    args = arguments or {}
+    try:
+        if name == SEARCH_TOOL.name:
+            return await tool_search(args)
+        if name == DISCOVER_TOOL.name:
+            return await discover_tools(args)
+        if name == CALL_TOOL.name:
+            return await call_remote_tool(origin, args)
+        return await proxy_call(origin, name, arguments, origin.forwarded_credential)
+    except DatabaseError:
+        logger.warning("tool %s needed the database, which is unavailable", name, exc_info=True)
+        return tool_error(f"{name} failed: {DATABASE_DOWN}")
+    except Exception:
+        logger.exception("tool %s crashed", name)
+        return tool_error(f"the gateway failed while running {name}; the error is in the gateway's log")
 
 
 # --- MCP handlers -------------------------------------------------------------------------------
@@ -274,21 +303,19 @@ async def on_list_tools(
 
 
 async def on_call_tool(ctx: ServerRequestContext, params: types.CallToolRequestParams) -> types.CallToolResult:
-    args = params.arguments or {}
-    try:
-        if params.name == "tool_search":
-            return await tool_search(args)
-        if params.name == "discover_tools":
-            return await discover_tools(args)
-        if params.name == "call_remote_tool":
-            return await call_remote_tool(ctx, args)
-        return await proxy_call(ctx, params.name, params.arguments, _forwarded_credential(ctx))
-    except DatabaseError:
-        logger.warning("tool %s needed the database, which is unavailable", params.name, exc_info=True)
-        return tool_error(f"{params.name} failed: {DATABASE_DOWN}")
-    except Exception:
-        logger.exception("tool %s crashed", params.name)
-        return tool_error(f"the gateway failed while running {params.name}; the error is in the gateway's log")
+    progress: ProgressCallback | None = None
+    if progress_token_from_params(ctx.params) is not None:  # without a token the downstream is not asked
+
+        async def report_progress(value: float, total: float | None, message: str | None) -> None:
+            await ctx.session.report_progress(value, total, message)
+
+        progress = report_progress
+
+    async def send_log(log: types.LoggingMessageNotificationParams) -> None:
+        await ctx.session.send_log_message(log.level, log.data, log.logger, ctx.request_id)
+
+    log = log_forward(ctx.meta, ctx.protocol_version, send_log)
+    return await run_tool(params.name, params.arguments, call_origin(ctx.request, progress=progress, log=log))
 
 
 async def on_set_logging_level(ctx: ServerRequestContext, params: types.SetLevelRequestParams) -> types.EmptyResult:
