@@ -19,7 +19,6 @@ so `SessionExpired` lets the pool open a new session and send it once more.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -38,12 +37,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from registry.url_guard import BlockedAddress, host_problem, resolve_checked
 
 from .errors import ProxyError
+from .http_client import LoopShared
 from .results import sse_event_limit
 
 logger = logging.getLogger(__name__)
 
 _ids = itertools.count(1)  # string ids ("gw-1"), never equal to the SDK session's own integer ids
-_shared: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+_shared: LoopShared[aiohttp.ClientSession] = LoopShared()
 
 
 class SessionExpired(ProxyError):
@@ -85,8 +85,6 @@ class GuardedResolver(AbstractResolver):
 @asynccontextmanager
 async def aiohttp_pool() -> AsyncIterator[aiohttp.ClientSession]:
     """One aiohttp connection pool for this event loop's calls, until exit (see http_client.http_pool)."""
-    global _shared
-    previous = _shared
     connector = aiohttp.TCPConnector(
         limit=0,  # no cap shared by every server: one busy server must not starve the others
         keepalive_timeout=4.0,  # under uvicorn's 5 s, so the pool drops an idle connection before the server does
@@ -100,24 +98,16 @@ async def aiohttp_pool() -> AsyncIterator[aiohttp.ClientSession]:
         timeout=aiohttp.ClientTimeout(total=None),  # each call's own deadline bounds it
         skip_auto_headers=("User-Agent",),
     )
-    _shared = (asyncio.get_running_loop(), session)
     try:
-        yield session
+        with _shared.holding(session):
+            yield session
     finally:
-        _shared = previous
         await session.close()
 
 
 def shared_session() -> aiohttp.ClientSession | None:
     """The running pool's aiohttp session if this event loop holds one."""
-    shared = _shared
-    if shared is None:
-        return None
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return shared[1] if shared[0] is loop else None
+    return _shared.get()
 
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]

@@ -11,8 +11,9 @@ a per-call session in a short-lived event loop) gets a private pool, closed with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Generic, TypeVar
 
 import httpx2
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT
@@ -25,9 +26,39 @@ from .results import sse_event_limit
 
 # No cap on open connections: each persistent session may hold a standing GET stream, and a cap
 # shared by every server would let one busy server starve the others' calls.
+T = TypeVar("T")
 POOL_LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0)
 
-_shared: tuple[asyncio.AbstractEventLoop, httpx2.AsyncHTTPTransport] | None = None
+
+class LoopShared(Generic[T]):
+    """A value shared by the code running in the event loop that set it (the session pool's), None elsewhere.
+
+    Management commands and per-call sessions in a short-lived loop of their own never see it."""
+
+    def __init__(self) -> None:
+        self._held: tuple[asyncio.AbstractEventLoop, T] | None = None
+
+    @contextmanager
+    def holding(self, value: T) -> Iterator[T]:
+        previous = self._held
+        self._held = (asyncio.get_running_loop(), value)
+        try:
+            yield value
+        finally:
+            self._held = previous
+
+    def get(self) -> T | None:
+        held = self._held
+        if held is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return held[1] if held[0] is loop else None
+
+
+_shared: LoopShared[httpx2.AsyncHTTPTransport] = LoopShared()
 
 
 def outbound_headers(spec: ServerSpec, credential: str | None) -> dict[str, str]:
@@ -54,14 +85,11 @@ def connection_pool() -> httpx2.AsyncHTTPTransport:
 @asynccontextmanager
 async def http_pool() -> AsyncIterator[httpx2.AsyncHTTPTransport]:
     """Share one connection pool among the clients made in this event loop, until exit."""
-    global _shared
-    previous = _shared
     transport = connection_pool()
-    _shared = (asyncio.get_running_loop(), transport)
     try:
-        yield transport
+        with _shared.holding(transport):
+            yield transport
     finally:
-        _shared = previous
         await transport.aclose()
 
 
@@ -121,17 +149,6 @@ class _SharedPool(httpx2.AsyncBaseTransport):
         pass
 
 
-def _pool_for_this_loop() -> httpx2.AsyncHTTPTransport | None:
-    shared = _shared
-    if shared is None:
-        return None
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return shared[1] if shared[0] is loop else None
-
-
 def http_client(
     spec: ServerSpec, headers: dict[str, str], on_response: Callable[[httpx2.Response], None] | None = None
 ) -> httpx2.AsyncClient:
@@ -139,7 +156,7 @@ def http_client(
 
     `on_response` sees every response's headers (the session id the server assigns)."""
     timeout = httpx2.Timeout(spec.connect_timeout, read=max(spec.timeout, MCP_DEFAULT_SSE_READ_TIMEOUT))
-    shared = _pool_for_this_loop()
+    shared = _shared.get()
     transport = _BoundedJSON(_SharedPool(shared) if shared is not None else connection_pool(), on_response)
     # Redirects are never followed, not even within the origin (the SDK's transport follows those up to
     # max_redirects): a server must not bounce the gateway, and the headers it holds, elsewhere.

@@ -70,6 +70,38 @@ def probe_stdio_config() -> dict:
     return {"transport": "stdio", "command": PYTHON, "args": [str(PROBE), "stdio"]}
 
 
+def cancel_mid_call(mcp_url: str, tool: str, marker: Path) -> str:
+    """Start `tool` (the probe's sleep), cancel it once the downstream reports progress, and wait until the
+    downstream wrote `marker` (its cancellation). Returns the answer to an echo call made after it."""
+    import anyio
+    from mcp import Client
+
+    server = tool.partition("__")[0]
+
+    async def go() -> str:
+        started = anyio.Event()
+
+        async def on_progress(progress, total, message):  # type: ignore[no-untyped-def]
+            started.set()
+
+        async with Client(mcp_url) as client:
+            async with anyio.create_task_group() as tg:
+
+                async def slow() -> None:
+                    await client.call_tool(tool, {"seconds": 20}, progress_callback=on_progress)
+
+                tg.start_soon(slow)
+                await started.wait()  # the downstream is running the call
+                tg.cancel_scope.cancel()
+            with anyio.fail_after(20):
+                while not marker.exists():
+                    await anyio.sleep(0.05)
+            result = await client.call_tool(f"{server}__echo", {"text": "still usable"})
+            return result.content[0].text
+
+    return anyio.run(go)
+
+
 def mcp_server_time_command() -> str:
     path = Path(PYTHON).parent / "mcp-server-time"
     if not path.exists():

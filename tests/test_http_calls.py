@@ -20,7 +20,7 @@ from mcp import Client
 from registry.discovery import discover_server_tools
 from registry.models import Server
 
-from .conftest import PROBE, PYTHON, free_port, stop, wait_for_port
+from .conftest import PROBE, PYTHON, cancel_mid_call, free_port, stop, wait_for_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,28 +128,7 @@ def test_downstream_progress_and_logs_reach_the_caller(gateway):
 
 def test_a_cancelled_call_is_cancelled_on_the_server(gateway, tmp_path):
     marker = tmp_path / "cancelled"
-
-    async def go():
-        started = anyio.Event()
-
-        async def on_progress(value, total, message):
-            started.set()
-
-        async with Client(gateway.mcp_url) as client:
-            async with anyio.create_task_group() as tg:
-
-                async def slow():
-                    await client.call_tool("web__sleep", {"seconds": 20}, progress_callback=on_progress)
-
-                tg.start_soon(slow)
-                await started.wait()
-                tg.cancel_scope.cancel()
-            with anyio.fail_after(20):
-                while not marker.exists():
-                    await anyio.sleep(0.05)
-            return text(await client.call_tool("web__echo", {"text": "still usable"}))
-
-    assert anyio.run(go) == "still usable"
+    assert cancel_mid_call(gateway.mcp_url, "web__sleep", marker) == "still usable"
     assert marker.read_text() == "cancelled\n"
 
 
