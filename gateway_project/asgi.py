@@ -33,9 +33,16 @@ from registry.checks import auth_off_refusal  # noqa: E402
 
 from .inbound_auth import require_token  # noqa: E402
 from .mcp_endpoint import build_server  # noqa: E402
-from .mcp_fast_path import fast_path  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+try:
+    from .mcp_fast_path import fast_path
+except ImportError as exc:  # an SDK release moved a private name the fast path uses: serve /mcp without it
+    logger.warning("the /mcp fast path is off (%s); every request goes to the MCP SDK", exc)
+
+    def fast_path(app: Any, manager: StreamableHTTPSessionManager) -> Any:
+        return app
 
 
 def transport_security() -> TransportSecuritySettings:

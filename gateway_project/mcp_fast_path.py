@@ -90,6 +90,11 @@ def fast_path(app: Any, manager: StreamableHTTPSessionManager) -> Any:
     span (the fast path runs no middleware); otherwise `app` is returned as it is.
     """
     server = manager.app
+    if not hasattr(ServerRunner, "_serialize"):
+        # The one private SDK method the fast path calls on an object; the private names it imports fail at
+        # import instead (gateway_project/asgi.py then serves /mcp without it). mcp is pinned below 2.4.
+        logger.warning("the /mcp fast path is off: this mcp SDK has no ServerRunner._serialize")
+        return app
     if (
         not manager.stateless
         or manager.json_response

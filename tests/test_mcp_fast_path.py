@@ -271,3 +271,13 @@ def test_a_client_leaving_a_fast_path_call_cancels_it_on_the_downstream_server(s
     assert entered == 0  # the fast path took the call
     assert cancel_marker.read_text() == "cancelled\n"
     assert not [m for m in sent if m["type"] == "http.response.body" and not m.get("more_body", False)]
+
+
+def test_without_the_sdk_internals_it_relies_on_the_fast_path_steps_aside(monkeypatch):
+    from mcp.server.runner import ServerRunner
+
+    manager = build_session_manager()
+    sdk = manager.handle_request
+    assert fast_path(sdk, manager) is not sdk  # this SDK has them: the fast path is in front
+    monkeypatch.delattr(ServerRunner, "_serialize")
+    assert fast_path(sdk, manager) is sdk  # a release without them: every request goes to the SDK
