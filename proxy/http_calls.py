@@ -277,19 +277,25 @@ async def _read_json(stream: aiohttp.StreamReader) -> Any:
 async def _sse_messages(stream: aiohttp.StreamReader) -> AsyncIterator[Any]:
     """The JSON messages of an SSE stream's `message` events, each bounded by the read limit."""
     limit = sse_event_limit()
-    buffer = b""
+    # A bytearray appended to and cut from the front, searched only past what was already scanned: a
+    # multi-megabyte result in one `data:` line costs one pass, not a copy and a rescan per chunk.
+    buffer = bytearray()
+    scanned = 0
     data: list[bytes] = []
     size = 0
     event = b"message"
     async for chunk in stream.iter_any():
         buffer += chunk
         while True:
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", scanned)
             if end < 0:
-                if len(buffer) > limit:
+                scanned = len(buffer)
+                if scanned > limit:
                     raise BodyTooLarge("one event over the read limit")
                 break
-            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
+            line = bytes(buffer[:end]).rstrip(b"\r")
+            del buffer[: end + 1]
+            scanned = 0
             if not line:
                 if data and event == b"message":
                     try:

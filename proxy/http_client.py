@@ -24,9 +24,9 @@ from registry.url_guard import guarded_transport
 from .errors import ProxyError
 from .results import sse_event_limit
 
+T = TypeVar("T")
 # No cap on open connections: each persistent session may hold a standing GET stream, and a cap
 # shared by every server would let one busy server starve the others' calls.
-T = TypeVar("T")
 POOL_LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30.0)
 
 
